@@ -1,0 +1,203 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { constants } from 'node:os';
+import type { Writable } from 'node:stream';
+import { preciseNow } from '../util/clock.ts';
+
+/**
+ * The command runs under a small sh wrapper that is started ahead of time and holds until it reads a
+ * line on fd 3: releasing it at T costs one write, not a process start. After the command it reports
+ * the CPU time of its children (`times`) on fd 4 and exits with the command's status.
+ */
+const WRAPPER = [
+  'IFS= read -r _ <&3 || exit 125',
+  'exec 3<&-',
+  '/bin/sh -c "$LOCKSTEP_COMMAND" 4>&-',
+  'status=$?',
+  'times >&4',
+  'exit $status',
+].join('\n');
+
+export interface ExecRequest {
+  readonly command: string;
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string>>;
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+  readonly timeoutMs: number;
+  /** Time between SIGTERM and SIGKILL when the command times out or is aborted. */
+  readonly killGraceMs?: number;
+  readonly signal?: AbortSignal;
+}
+
+/** The same shape on success and on failure: a failure is data. */
+export interface ExecResult {
+  readonly command: string;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly timedOut: boolean;
+  readonly aborted: boolean;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  readonly durationMs: number;
+  readonly cpuUserMs: number | null;
+  readonly cpuSystemMs: number | null;
+  readonly peakMemoryBytes: number | null;
+  readonly stdoutPath: string;
+  readonly stderrPath: string;
+}
+
+export interface PreparedCommand {
+  /** Starts the command now; resolves when it has ended. */
+  release(): Promise<ExecResult>;
+  /** Ends the held wrapper without running the command. */
+  cancel(): void;
+}
+
+/** Spawns the wrapper and holds it at the gate; the command starts on `release()`. */
+export function prepareCommand(request: ExecRequest): PreparedCommand {
+  const stdoutFd = openSync(request.stdoutPath, 'a');
+  const stderrFd = openSync(request.stderrPath, 'a');
+  let child: ChildProcess;
+  try {
+    child = spawn('/bin/sh', ['-c', WRAPPER], {
+      cwd: request.cwd,
+      env: { ...process.env, ...request.env, LOCKSTEP_COMMAND: request.command },
+      stdio: ['ignore', stdoutFd, stderrFd, 'pipe', 'pipe'],
+      detached: true,
+    });
+  } finally {
+    closeSync(stdoutFd);
+    closeSync(stderrFd);
+  }
+  const gate = child.stdio[3] as Writable;
+  let timesReport = '';
+  child.stdio[4]!.on('data', (chunk: Buffer) => (timesReport += chunk.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => resolve({ code, signal }));
+  });
+  gate.on('error', () => {});
+
+  return {
+    cancel() {
+      killGroup(child, 'SIGKILL');
+    },
+    async release() {
+      let timedOut = false;
+      let aborted = false;
+      const stopWith = (flag: 'timeout' | 'abort') => {
+        if (flag === 'timeout') timedOut = true;
+        else aborted = true;
+        killGroup(child, 'SIGTERM');
+        setTimeout(() => killGroup(child, 'SIGKILL'), request.killGraceMs ?? 5000).unref();
+      };
+      const startedAt = preciseNow();
+      gate.end('\n');
+      const timer = setTimeout(() => stopWith('timeout'), request.timeoutMs);
+      const onAbort = () => stopWith('abort');
+      request.signal?.addEventListener('abort', onAbort, { once: true });
+      const memory = child.pid !== undefined ? sampleGroupMemory(child.pid) : undefined;
+      const { code, signal } = await exited;
+      const endedAt = preciseNow();
+      clearTimeout(timer);
+      request.signal?.removeEventListener('abort', onAbort);
+      const peakMemoryBytes = memory ? await memory.stop() : null;
+      const cpu = parseTimes(timesReport);
+      // The wrapper reports a command killed by signal n as status 128 + n.
+      const bySignal = code !== null && code > 128 && code < 128 + 65 ? signalName(code - 128) : null;
+      return {
+        command: request.command,
+        exitCode: signal !== null || bySignal !== null ? null : code,
+        signal: signal ?? bySignal,
+        timedOut,
+        aborted,
+        startedAt,
+        endedAt,
+        durationMs: endedAt - startedAt,
+        cpuUserMs: cpu?.userMs ?? null,
+        cpuSystemMs: cpu?.systemMs ?? null,
+        peakMemoryBytes,
+        stdoutPath: request.stdoutPath,
+        stderrPath: request.stderrPath,
+      };
+    },
+  };
+}
+
+/** Runs a command at once (setup): the same result shape. */
+export function runCommand(request: ExecRequest): Promise<ExecResult> {
+  return prepareCommand(request).release();
+}
+
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
+  if (child.pid === undefined) return;
+  try {
+    process.kill(-child.pid, signal);
+  } catch {
+    // Already gone.
+  }
+}
+
+function signalName(number: number): string | null {
+  return Object.entries(constants.signals).find(([, n]) => n === number)?.[0] ?? null;
+}
+
+/** `times` prints the shell's own times, then its children's: `0m0.010000s 0m0.002000s`. */
+export function parseTimes(report: string): { userMs: number; systemMs: number } | undefined {
+  const lines = report.trim().split('\n');
+  const children = lines[lines.length - 1];
+  if (lines.length < 2 || !children) return undefined;
+  const values = [...children.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => (Number(m[1]) * 60 + Number(m[2])) * 1000);
+  if (values.length < 2) return undefined;
+  return { userMs: values[0]!, systemMs: values[1]! };
+}
+
+/**
+ * Samples the resident memory of every process in the group, more often at first so that short
+ * commands are seen too. Linux only (reads /proc); elsewhere the figure is null.
+ */
+function sampleGroupMemory(groupId: number): { stop(): Promise<number | null> } {
+  if (process.platform !== 'linux') return { stop: async () => null };
+  let peak = 0;
+  let stopped = false;
+  let interval = 20;
+  let timer: NodeJS.Timeout | undefined;
+  const sample = async () => {
+    peak = Math.max(peak, await groupResidentBytes(groupId));
+    if (stopped) return;
+    interval = Math.min(1000, interval * 2);
+    timer = setTimeout(sample, interval);
+  };
+  timer = setTimeout(sample, interval);
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      return peak > 0 ? peak : null;
+    },
+  };
+}
+
+async function groupResidentBytes(groupId: number): Promise<number> {
+  let total = 0;
+  const pageSize = 4096;
+  for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
+      // Fields after the command name (which may hold spaces) start at state; pgrp is the 3rd of them.
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(fields[2]) !== groupId) continue;
+      const rssPages = Number(fields[21]);
+      const command = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      // The wrappers are ours, not the user's.
+      if (command === 'sh' && Number(entry) === groupId) continue;
+      total += rssPages * pageSize;
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}

@@ -1,0 +1,19 @@
+// The agent's entry point, bundled into one file (dist/agent.mjs) that instances fetch from the store.
+import { execFile } from 'node:child_process';
+import { openStore } from '../store/open.ts';
+import { runAgent } from './agent.ts';
+import { resolveIdentity } from './identity.ts';
+
+const identity = await resolveIdentity();
+const store = await openStore(identity.store);
+const terminated = new AbortController();
+for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => terminated.abort('aborted'));
+const end = await runAgent({ identity, store, signal: terminated.signal });
+await store.dispose();
+console.log(`${new Date().toISOString()} agent ${end}`);
+if (identity.endInstance === 'poweroff' && process.env.LOCKSTEP_KEEP !== '1') {
+  // instance-initiated shutdown = terminate on EC2.
+  execFile('shutdown', ['-h', 'now'], () => process.exit(end === 'done' ? 0 : 1));
+} else {
+  process.exit(end === 'done' ? 0 : 1);
+}

@@ -1,0 +1,149 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { layout, nodeFiles } from '../core/layout.ts';
+import type { NodeResult, Outcome, RunManifest } from '../core/manifest.ts';
+import { paramsForRank, resolveGroups } from '../spec/groups.ts';
+import { environmentFor, renderTemplate, templateValues } from '../spec/template.ts';
+import { putJson, type Store } from '../store/store.ts';
+import { sleepUntil } from '../util/clock.ts';
+import { awaitBarrier, type BarrierTuning } from './barrier.ts';
+import { prepareCommand } from './exec.ts';
+import { writeHostsFiles } from './hosts.ts';
+import type { Identity } from './identity.ts';
+import { difference, interfaceFor, readCounters } from './netstat.ts';
+import { filesBelow, uploadFile } from './upload.ts';
+
+export interface RepeatContext {
+  readonly store: Store;
+  readonly manifest: RunManifest;
+  readonly identity: Identity;
+  /** Where the artifact is unpacked: the command's working folder. */
+  readonly appDir: string;
+  readonly signal?: AbortSignal;
+  readonly tuning?: Partial<BarrierTuning>;
+  readonly onState?: (state: 'waiting' | 'running', repeat: number) => void;
+}
+
+/** One repeat on one node: ready, barrier, hosts, wait for T, run, upload. Returns the outcome. */
+export async function runRepeat(context: RepeatContext, repeat: number): Promise<NodeResult | undefined> {
+  const { store, manifest, identity } = context;
+  const folder = join(identity.workDir, 'repeats', String(repeat));
+  const outputDir = join(folder, 'out');
+  await mkdir(outputDir, { recursive: true });
+
+  context.onState?.('waiting', repeat);
+  const barrier = await awaitBarrier({
+    store,
+    runId: manifest.runId,
+    repeat,
+    self: { instanceId: identity.instanceId, address: identity.address, region: identity.region, zone: identity.zone },
+    expected: manifest.instances,
+    minMembers: manifest.minInstances,
+    timeoutMs: manifest.timeouts.barrierMs,
+    startDelayMs: manifest.startDelayMs,
+    tuning: context.tuning,
+    signal: context.signal,
+  });
+  if (barrier.rank < 0) return undefined;
+
+  const { start, rank } = barrier;
+  const n = start.members.length;
+  const hostsFile = join(folder, nodeFiles.hosts);
+  const hostsJson = join(folder, nodeFiles.hostsJson);
+  await writeHostsFiles(start.members, { hosts: hostsFile, json: hostsJson });
+  const { params, groups } = paramsForRank(manifest.params, resolveGroups(manifest.groups, n), rank);
+  const variables = {
+    rank,
+    n,
+    runId: manifest.runId,
+    repeat,
+    address: identity.address,
+    hostsFile,
+    hostsJson,
+    outputDir,
+    instanceId: identity.instanceId,
+  };
+  const command = renderTemplate(manifest.run, templateValues(variables, params));
+  const stdoutPath = join(folder, nodeFiles.stdout);
+  const stderrPath = join(folder, nodeFiles.stderr);
+  await Promise.all([writeFile(stdoutPath, ''), writeFile(stderrPath, '')]);
+
+  const prepared = prepareCommand({
+    command,
+    cwd: context.appDir,
+    env: environmentFor(variables, params),
+    stdoutPath,
+    stderrPath,
+    timeoutMs: manifest.timeouts.runMs,
+    signal: context.signal,
+  });
+  const netInterface = interfaceFor(identity.address);
+  let counters: Awaited<ReturnType<typeof readCounters>>;
+  try {
+    counters = await readCounters(netInterface);
+    await sleepUntil(start.startAt, { signal: context.signal });
+  } catch (error) {
+    prepared.cancel();
+    throw error;
+  }
+  const execution = prepared.release();
+  context.onState?.('running', repeat);
+  const result = await execution;
+  const network = difference(counters, await readCounters(netInterface));
+
+  const nodePrefix = layout.node(manifest.runId, repeat, rank);
+  const uploaded: string[] = [];
+  const sources = [
+    ...manifest.collect.map((item) => ({ under: item.replace(/\/+$/, ''), path: join(context.appDir, item) })),
+    { under: '', path: outputDir },
+  ];
+  for (const { under, path } of sources) {
+    for (const [relativeName, file] of await filesBelow(path)) {
+      const name = nodeFiles.filesPrefix + [under, relativeName].filter(Boolean).join('/');
+      await uploadFile(store, nodePrefix + name, file);
+      uploaded.push(name);
+    }
+  }
+  await uploadFile(store, nodePrefix + nodeFiles.stdout, stdoutPath);
+  await uploadFile(store, nodePrefix + nodeFiles.stderr, stderrPath);
+
+  const outcome: Outcome = result.aborted
+    ? 'aborted'
+    : result.timedOut
+      ? 'timeout'
+      : result.exitCode === 0
+        ? 'success'
+        : 'failed';
+  const nodeResult: NodeResult = {
+    runId: manifest.runId,
+    repeat,
+    rank,
+    n,
+    instanceId: identity.instanceId,
+    address: identity.address,
+    groups,
+    params,
+    command,
+    outcome,
+    exitCode: result.exitCode,
+    signal: result.signal,
+    timedOut: result.timedOut,
+    readyAt: barrier.ready.readyAt,
+    barrierAt: barrier.knownAt,
+    scheduledStartAt: start.startAt,
+    startedAt: result.startedAt,
+    endedAt: result.endedAt,
+    durationMs: result.durationMs,
+    barrierWaitMs: barrier.knownAt - barrier.ready.readyAt,
+    cpuUserMs: result.cpuUserMs,
+    cpuSystemMs: result.cpuSystemMs,
+    peakMemoryBytes: result.peakMemoryBytes,
+    network,
+    files: uploaded,
+  };
+  // The result record goes last: its presence means the node's logs are all in the store.
+  await putJson(store, nodePrefix + nodeFiles.result, nodeResult);
+  await writeFile(join(folder, nodeFiles.result), JSON.stringify(nodeResult, null, 2));
+  return nodeResult;
+}
+

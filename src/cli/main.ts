@@ -1,0 +1,35 @@
+import { defineCommand, runCommand, runMain } from 'citty';
+import { VERSION } from '../version.ts';
+import { describeError, EXIT } from './errors.ts';
+
+const main = defineCommand({
+  meta: {
+    name: 'lockstep',
+    version: VERSION,
+    description: 'Run a distributed-protocol experiment on N machines at once, in lockstep, and bring the results home',
+  },
+  subCommands: {
+    run: () => import('./commands/run.ts').then((m) => m.default),
+    ls: () => import('./commands/inspect.ts').then((m) => m.ls),
+    status: () => import('./commands/inspect.ts').then((m) => m.status),
+    logs: () => import('./commands/inspect.ts').then((m) => m.logs),
+    schema: () => import('./commands/schema.ts').then((m) => m.default),
+  },
+});
+
+const rawArgs = process.argv.slice(2);
+if (rawArgs.length === 0 || rawArgs.some((arg) => arg === '--help' || arg === '-h') || (rawArgs.length === 1 && ['--version', '-v'].includes(rawArgs[0]!))) {
+  await runMain(main, { rawArgs: rawArgs.length === 0 ? ['--help'] : rawArgs });
+} else {
+  try {
+    await runCommand(main, { rawArgs });
+  } catch (error) {
+    const { message, exitCode, stack } = describeError(error);
+    console.error(`lockstep: ${message}`);
+    if ((error as { name?: string }).name === 'CLIError') console.error('See `lockstep --help`, or `lockstep <command> --help`.');
+    if (stack) console.error(stack);
+    process.exitCode = exitCode;
+  }
+}
+// Agents run on their own; nothing of the CLI's should keep it alive.
+process.exit(process.exitCode ?? EXIT.ok);

@@ -1,0 +1,94 @@
+import { layout, nodeFiles } from '../core/layout.ts';
+import type { FailureRecord, InstanceRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
+import { getJson, type Store } from '../store/store.ts';
+
+export class RunNotFoundError extends Error {
+  override readonly name = 'RunNotFoundError';
+  constructor(
+    readonly runId: string,
+    readonly locator: string,
+  ) {
+    super(`No run \`${runId}\` in ${locator}: list runs with \`lockstep ls\` (and check --store)`);
+  }
+}
+
+export interface RepeatStatus {
+  readonly repeat: number;
+  readonly ready: number;
+  /** Members once the barrier closed. */
+  readonly members: number | null;
+  readonly startAt: number | null;
+  readonly results: readonly NodeResult[];
+  readonly failures: readonly FailureRecord[];
+  /** Latest start − earliest start over the nodes that ran (ms). */
+  readonly skewMs: number | null;
+  /** Longest node duration (ms). */
+  readonly durationMs: number | null;
+  readonly state: 'waiting' | 'running' | 'done' | 'failed';
+}
+
+export interface RunStatus {
+  readonly manifest: RunManifest;
+  readonly instances: readonly InstanceRecord[];
+  readonly repeats: readonly RepeatStatus[];
+  readonly state: 'starting' | 'running' | 'done' | 'failed';
+}
+
+export async function loadManifest(store: Store, runId: string): Promise<RunManifest> {
+  const manifest = await getJson<RunManifest>(store, layout.manifest(runId));
+  if (!manifest) throw new RunNotFoundError(runId, store.locator);
+  return manifest;
+}
+
+/** Everything the store knows of a run, read with a few LISTs and small GETs. */
+export async function runStatus(store: Store, runId: string, manifest?: RunManifest): Promise<RunStatus> {
+  manifest ??= await loadManifest(store, runId);
+  const keys = (await store.list(layout.run(runId))).map((o) => o.key);
+  const instanceKeys = keys.filter((k) => k.startsWith(layout.instancesPrefix(runId)));
+  const instances = (await Promise.all(instanceKeys.map((k) => getJson<InstanceRecord>(store, k)))).filter(
+    (i): i is InstanceRecord => i !== undefined,
+  );
+  const repeats: RepeatStatus[] = [];
+  for (let repeat = 1; repeat <= manifest.repeats; repeat++) {
+    const prefix = layout.repeat(runId, repeat);
+    const mine = keys.filter((k) => k.startsWith(prefix));
+    const ready = mine.filter((k) => k.startsWith(layout.readyPrefix(runId, repeat))).length;
+    const start = mine.includes(layout.start(runId, repeat)) ? await getJson<StartRecord>(store, layout.start(runId, repeat)) : undefined;
+    const results = (
+      await Promise.all(mine.filter((k) => k.endsWith(`/${nodeFiles.result}`) && k.startsWith(layout.nodesPrefix(runId, repeat))).map((k) => getJson<NodeResult>(store, k)))
+    )
+      .filter((r): r is NodeResult => r !== undefined)
+      .sort((a, b) => a.rank - b.rank);
+    const failures = (await Promise.all(mine.filter((k) => k.startsWith(`${prefix}failures/`)).map((k) => getJson<FailureRecord>(store, k)))).filter(
+      (f): f is FailureRecord => f !== undefined,
+    );
+    const members = start?.members.length ?? null;
+    const starts = results.map((r) => r.startedAt);
+    const finished = members !== null && results.length >= members;
+    const failed = failures.length > 0 || results.some((r) => r.outcome !== 'success');
+    const everyoneAccounted = finished || (members === null && failures.length > 0 && failures.length + ready >= manifest.instances && failures.every((f) => f.stage !== 'run'));
+    repeats.push({
+      repeat,
+      ready,
+      members,
+      startAt: start?.startAt ?? null,
+      results,
+      failures,
+      skewMs: starts.length > 0 ? Math.max(...starts) - Math.min(...starts) : null,
+      durationMs: results.length > 0 ? Math.max(...results.map((r) => r.durationMs)) : null,
+      state: finished || everyoneAccounted ? (failed ? 'failed' : 'done') : ready > 0 || start ? 'running' : 'waiting',
+    });
+  }
+  const ended = instances.length > 0 && instances.every((i) => ['done', 'failed', 'aborted', 'expired'].includes(i.state));
+  const allRepeatsOver = repeats.every((r) => r.state === 'done' || r.state === 'failed');
+  const anyFailed = repeats.some((r) => r.state === 'failed') || instances.some((i) => i.state !== 'done' && ended);
+  const state = allRepeatsOver || (ended && instances.length >= manifest.instances) ? (anyFailed || !allRepeatsOver ? 'failed' : 'done') : instances.length === 0 ? 'starting' : 'running';
+  return { manifest, instances, repeats, state };
+}
+
+/** Run ids in the store, newest first (run ids start with a sortable time). */
+export async function listRuns(store: Store): Promise<RunManifest[]> {
+  const manifests = (await store.list(layout.runsPrefix())).filter((o) => o.key.endsWith('/manifest.json') && o.key.split('/').length === 3);
+  const loaded = await Promise.all(manifests.map((o) => getJson<RunManifest>(store, o.key)));
+  return loaded.filter((m): m is RunManifest => m !== undefined).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+}

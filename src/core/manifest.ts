@@ -1,0 +1,119 @@
+import type { GroupSpec, ParamValue } from '../spec/schema.ts';
+
+/**
+ * What the controller tells every agent about a run (`runs/<runId>/manifest.json`). The agent needs
+ * nothing else: no controller connection, no provider knowledge. Never holds a credential.
+ */
+export interface RunManifest {
+  readonly formatVersion: 1;
+  readonly runId: string;
+  readonly name: string;
+  readonly createdAt: string;
+  readonly instances: number;
+  /** Quorum: the barrier may close with this many members once `timeouts.barrier` has passed. */
+  readonly minInstances: number;
+  readonly repeats: number;
+  /** Store key and digest of the packed artifact, when the spec ships one. */
+  readonly artifact?: { readonly key: string; readonly sha256: string; readonly bytes: number };
+  readonly setup?: string;
+  readonly run: string;
+  readonly params: Readonly<Record<string, ParamValue>>;
+  readonly groups: readonly GroupSpec[];
+  readonly collect: readonly string[];
+  readonly startDelayMs: number;
+  readonly timeouts: {
+    readonly barrierMs: number;
+    readonly setupMs: number;
+    readonly runMs: number;
+    readonly instanceMs: number;
+  };
+  /** Wall-clock time (ISO) after which every instance ends itself. */
+  readonly expiresAt: string;
+  /** End the instance after the last repeat (false: `keep: true`). */
+  readonly terminateWhenDone: boolean;
+  readonly provider: string;
+  /** The spec text after overrides, for the record. */
+  readonly specSource: string;
+}
+
+/** `repeats/<r>/ready/<instanceId>.json`: an instance is ready for repeat r. */
+export interface ReadyRecord {
+  readonly instanceId: string;
+  readonly address: string;
+  readonly region?: string;
+  readonly zone?: string;
+  /** Wall-clock epoch milliseconds, sub-millisecond precision. */
+  readonly readyAt: number;
+  /** Clock offset the agent measured against its reference, when it knows it (ms; + = ahead). */
+  readonly clockOffsetMs?: number;
+}
+
+/** `repeats/<r>/start.json`: members in rank order and the common start time T. */
+export interface StartRecord {
+  readonly members: readonly ReadyRecord[];
+  /** Epoch milliseconds. */
+  readonly startAt: number;
+  /** Who wrote it first (any member computes the same record). */
+  readonly writtenBy: string;
+  /** True when the barrier closed on a quorum rather than all N. */
+  readonly quorum: boolean;
+}
+
+export type Outcome = 'success' | 'failed' | 'timeout' | 'aborted' | 'error';
+
+/** `repeats/<r>/nodes/<rank>/result.json`. */
+export interface NodeResult {
+  readonly runId: string;
+  readonly repeat: number;
+  readonly rank: number;
+  readonly n: number;
+  readonly instanceId: string;
+  readonly address: string;
+  readonly groups: readonly string[];
+  readonly params: Readonly<Record<string, ParamValue>>;
+  readonly command: string;
+  readonly outcome: Outcome;
+  readonly exitCode: number | null;
+  readonly signal: string | null;
+  readonly timedOut: boolean;
+  /** Epoch ms, sub-millisecond precision. */
+  readonly readyAt: number;
+  readonly barrierAt: number;
+  readonly scheduledStartAt: number;
+  readonly startedAt: number;
+  readonly endedAt: number;
+  readonly durationMs: number;
+  /** Time from its ready record until it knew the members and T. */
+  readonly barrierWaitMs: number;
+  readonly cpuUserMs: number | null;
+  readonly cpuSystemMs: number | null;
+  readonly peakMemoryBytes: number | null;
+  readonly clockOffsetMs?: number;
+  /** Interface counters read before and after the command (Linux); null where unreadable. */
+  readonly network: { readonly interface: string; readonly rxBytes: number; readonly txBytes: number } | null;
+  readonly error?: string;
+  readonly files: readonly string[];
+}
+
+/** `instances/<instanceId>.json`: boot record and heartbeat of one instance. */
+export interface InstanceRecord {
+  readonly instanceId: string;
+  readonly address: string;
+  readonly region?: string;
+  readonly bootedAt: string;
+  readonly heartbeatAt: string;
+  readonly state: 'booting' | 'setup' | 'waiting' | 'running' | 'done' | 'failed' | 'aborted' | 'expired';
+  readonly repeat?: number;
+  readonly agentVersion: string;
+  readonly error?: string;
+}
+
+/** `repeats/<r>/failures/<instanceId>.json`: an instance could not take part in a repeat. */
+export interface FailureRecord {
+  readonly instanceId: string;
+  readonly repeat: number;
+  readonly stage: 'setup' | 'barrier' | 'run' | 'upload' | 'aborted';
+  readonly error: string;
+  readonly missing?: readonly string[];
+  readonly at: string;
+}

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { closeSync, openSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { openStore } from '../../store/open.ts';
+import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
+import { LaunchError } from '../provider.ts';
+import { allocateAddresses } from './addresses.ts';
+import { endProcessTree } from './processes.ts';
+import { isAgentAlive, lockstepHome, readRunStates, removeRunState, writeRunState, type LocalInstanceState } from './state.ts';
+
+export interface LocalProviderOptions {
+  /** Where local state and instance folders live (default `$LOCKSTEP_HOME` or `~/.lockstep`). */
+  readonly home?: string;
+  /** The Node.js binary that runs agents. */
+  readonly node?: string;
+}
+
+/**
+ * Instances as agent processes on this machine: each in its own process group, with its own
+ * loopback address and working folder. Like an EC2 instance, each fetches the agent from the store.
+ */
+export function createLocalProvider(options: LocalProviderOptions = {}): Provider {
+  const home = options.home ?? lockstepHome();
+  const node = options.node ?? process.execPath;
+
+  return {
+    kind: 'local',
+    async launch(request: LaunchRequest): Promise<InstanceInfo[]> {
+      const states = await readRunStates(home);
+      const inUse = new Set(states.flatMap((s) => s.instances.map((i) => i.address)));
+      const addresses = allocateAddresses(request.count, inUse);
+      const runDir = join(home, 'local', 'work', request.runId);
+      await mkdir(runDir, { recursive: true });
+
+      const store = await openStore(request.boot.store);
+      const agentPath = join(runDir, 'agent.mjs');
+      try {
+        if (!(await store.getFile(request.boot.agentKey, agentPath))) {
+          throw new LaunchError(`The agent bundle ${request.boot.agentKey} is not in the store`, []);
+        }
+      } finally {
+        await store.dispose();
+      }
+
+      const instances: LocalInstanceState[] = [];
+      const save = () =>
+        writeRunState(home, {
+          runId: request.runId,
+          createdAt: new Date().toISOString(),
+          expiresAt: request.boot.expiresAt.toISOString(),
+          instances,
+        });
+      try {
+        for (const [index, address] of addresses.entries()) {
+          const id = `local-${randomBytes(4).toString('hex')}`;
+          const workDir = join(runDir, id);
+          await mkdir(workDir, { recursive: true });
+          const logFd = openSync(join(workDir, 'agent.log'), 'a');
+          try {
+            const child = spawn(node, [agentPath], {
+              cwd: workDir,
+              detached: true,
+              stdio: ['ignore', logFd, logFd],
+              env: {
+                ...process.env,
+                LOCKSTEP_IDENTITY: 'env',
+                LOCKSTEP_RUN_ID: request.runId,
+                LOCKSTEP_STORE: request.boot.store,
+                LOCKSTEP_INSTANCE_ID: id,
+                LOCKSTEP_ADDRESS: address,
+                LOCKSTEP_EXPIRES_AT: request.boot.expiresAt.toISOString(),
+                LOCKSTEP_WORKDIR: workDir,
+              },
+            });
+            if (child.pid === undefined) throw new Error(`could not start ${node}`);
+            child.unref();
+            instances.push({ id, pid: child.pid, address, workDir });
+          } finally {
+            closeSync(logFd);
+          }
+          request.onProgress?.(`started ${index + 1}/${request.count}`);
+        }
+        await save();
+      } catch (error) {
+        await Promise.all(instances.map((i) => endProcessTree(i.pid)));
+        await removeRunState(home, request.runId);
+        throw new LaunchError(`Could not start local instances: ${(error as Error).message}`, [], { cause: error });
+      }
+      return instances.map((i) => ({ id: i.id, runId: request.runId, state: 'running', address: i.address, expiresAt: request.boot.expiresAt }));
+    },
+
+    async list(runId?: string): Promise<InstanceInfo[]> {
+      const found: InstanceInfo[] = [];
+      for (const state of await readRunStates(home)) {
+        if (runId !== undefined && state.runId !== runId) continue;
+        for (const instance of state.instances) {
+          found.push({
+            id: instance.id,
+            runId: state.runId,
+            state: (await isAgentAlive(instance.pid)) ? 'running' : 'ended',
+            address: instance.address,
+            expiresAt: new Date(state.expiresAt),
+          });
+        }
+      }
+      return found;
+    },
+
+    async terminate(instanceIds: readonly string[]): Promise<void> {
+      const wanted = new Set(instanceIds);
+      for (const state of await readRunStates(home)) {
+        const targets = state.instances.filter((i) => wanted.has(i.id));
+        await Promise.all(targets.map(async (i) => ((await isAgentAlive(i.pid)) ? endProcessTree(i.pid) : undefined)));
+        const stillListed = await Promise.all(state.instances.map(async (i) => ((await isAgentAlive(i.pid)) ? i : undefined)));
+        if (stillListed.every((i) => i === undefined)) await removeRunState(home, state.runId);
+      }
+    },
+  };
+}

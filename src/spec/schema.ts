@@ -1,0 +1,97 @@
+import { z } from 'zod';
+import { parseDuration } from '../util/duration.ts';
+import { awsProvider } from './provider-aws.ts';
+import { matrixField, metricsField } from '../results/spec-fields.ts';
+
+const duration = z
+  .union([z.string(), z.number()])
+  .refine((value) => parseDuration(value) !== undefined, {
+    message: 'Expected a duration such as `90s`, `5m`, `2h` or a number of seconds',
+  })
+  .transform((value) => parseDuration(value)!);
+
+const paramValue = z.union([z.string(), z.number(), z.boolean()]);
+export const paramName = z
+  .string()
+  .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'Expected a parameter name of letters, digits and `_`');
+const params = z.record(paramName, paramValue);
+
+/** `3`, `0-3`, `4-` (to the last rank). */
+export const RANK_RANGE = /^(\d+)(?:-(\d*))?$/;
+
+const group = z
+  .strictObject({
+    name: z.string().min(1).optional(),
+    ranks: z
+      .union([
+        z.string().regex(RANK_RANGE, 'Expected a rank range such as `4-7`, `4-` or `3`'),
+        z.array(z.number().int().nonnegative()).min(1),
+      ])
+      .optional()
+      .describe('Ranks of this group: a range `first-last` (inclusive; `first-` to the end) or a list'),
+    count: z.number().int().positive().optional().describe('Takes the next `count` ranks after the counted groups before it'),
+    fraction: z
+      .number()
+      .gt(0)
+      .max(1)
+      .optional()
+      .describe('Takes the next `round(fraction × instances)` ranks after the counted groups before it'),
+    params: params.default({}),
+  })
+  .refine((g) => [g.ranks, g.count, g.fraction].filter((x) => x !== undefined).length === 1, {
+    message: 'A group needs exactly one of `ranks`, `count` or `fraction`',
+  });
+
+export const localProvider = z.strictObject({
+  kind: z.literal('local'),
+  isolation: z.enum(['loopback']).default('loopback').describe('How instances are kept apart: `loopback` gives each its own 127.x.y.z address'),
+});
+
+export const provider = z.preprocess(
+  (value) => (typeof value === 'string' ? { kind: value } : value),
+  z.discriminatedUnion('kind', [localProvider, awsProvider]),
+);
+
+export const specSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'Expected a name of letters, digits, `.`, `_` and `-`'),
+    description: z.string().optional(),
+    instances: z.number().int().positive().describe('How many instances (N)'),
+    minInstances: z
+      .number()
+      .int()
+      .positive()
+      .optional()
+      .describe('Quorum: a repeat goes on with this many instances when the others miss the barrier'),
+    repeats: z.number().int().positive().default(1),
+    artifact: z.string().min(1).optional().describe('A file or folder (relative to the spec) shipped to every instance'),
+    setup: z.string().min(1).optional().describe('A shell command run once per instance, in the artifact folder'),
+    run: z.string().min(1).describe('The shell command template run by every node in each repeat'),
+    params: params.default({}),
+    groups: z.array(group).default([]),
+    collect: z.array(z.string().min(1)).default([]).describe('Extra files or folders (relative to the working folder) uploaded per node'),
+    startDelay: duration.default(1000).describe('Time between the last ready record and the common start time T'),
+    timeouts: z
+      .strictObject({
+        barrier: duration.default(600_000),
+        setup: duration.default(1_800_000),
+        run: duration.default(1_800_000),
+        instance: duration.default(7_200_000).describe('Lifetime of an instance; its agent ends it when this expires'),
+      })
+      .default({ barrier: 600_000, setup: 1_800_000, run: 1_800_000, instance: 7_200_000 }),
+    provider: provider.default({ kind: 'local', isolation: 'loopback' }),
+    store: z.string().min(1).optional().describe('Store locator: a folder path or `s3://bucket/prefix`; default `.lockstep/store`'),
+    metrics: metricsField,
+    matrix: matrixField,
+  })
+  .refine((spec) => spec.minInstances === undefined || spec.minInstances <= spec.instances, {
+    message: '`minInstances` must not exceed `instances`',
+    path: ['minInstances'],
+  });
+
+export type SpecInput = z.input<typeof specSchema>;
+export type Spec = z.output<typeof specSchema>;
+export type GroupSpec = Spec['groups'][number];
+export type ProviderSpec = Spec['provider'];
+export type AwsProviderSpec = z.output<typeof awsProvider>;
+export type ParamValue = z.output<typeof paramValue>;

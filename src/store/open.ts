@@ -1,0 +1,22 @@
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createFolderStore } from './folder.ts';
+import { StoreError, type Store } from './store.ts';
+
+export const DEFAULT_STORE = '.lockstep/store';
+
+/**
+ * Opens a store from its locator: `s3://bucket/prefix?endpoint=…&region=…&pathStyle=true`, a
+ * `file://` URL, or a folder path (relative to `cwd`). The S3 driver is loaded only when used.
+ */
+export async function openStore(locator: string, options: { cwd?: string } = {}): Promise<Store> {
+  if (locator.startsWith('s3://')) {
+    const { createS3Store, parseS3Locator } = await import('./s3.ts');
+    return createS3Store(parseS3Locator(locator));
+  }
+  if (/^[a-z][a-z0-9+.-]*:\/\//i.test(locator) && !locator.startsWith('file://')) {
+    throw new StoreError(`Unknown store \`${locator}\`: use a folder path or s3://bucket/prefix`, locator);
+  }
+  const path = locator.startsWith('file://') ? fileURLToPath(locator) : locator;
+  return createFolderStore({ root: isAbsolute(path) ? path : resolve(options.cwd ?? process.cwd(), path) });
+}

@@ -1,0 +1,69 @@
+/**
+ * The object-store contract every part of lockstep talks through. It has S3 semantics on purpose:
+ * no renames, no locks, no watching, so that what works on the folder store works on S3.
+ */
+export interface ObjectInfo {
+  readonly key: string;
+  readonly size: number;
+  /** Entity tag as the backend reports it (S3: quoted MD5 for single-part uploads). */
+  readonly etag?: string;
+  readonly lastModified?: Date;
+}
+
+export interface ListOptions {
+  /** Keys per page asked of the backend (S3: at most 1000). Tests use small pages. */
+  readonly pageSize?: number;
+  /** Only keys strictly after this one, in lexicographic order. */
+  readonly startAfter?: string;
+}
+
+export interface Store {
+  /** Where the store lives, as a locator string (`file:///…`, `s3://bucket/prefix?…`). */
+  readonly locator: string;
+  put(key: string, body: Uint8Array | string): Promise<void>;
+  /** Uploads a file by streaming it (multipart for large files on S3). */
+  putFile(key: string, path: string): Promise<void>;
+  /** The object's bytes, or `undefined` when there is no such key. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  /** Streams the object into a file; `false` when there is no such key. */
+  getFile(key: string, path: string): Promise<boolean>;
+  /** Every object whose key starts with `prefix`, in key order, all pages read. */
+  list(prefix: string, options?: ListOptions): Promise<ObjectInfo[]>;
+  /** Removes the object; removing a missing key is not an error. */
+  delete(key: string): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+export class StoreError extends Error {
+  override readonly name = 'StoreError';
+  constructor(
+    message: string,
+    readonly locator: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * Reads a JSON object. Some S3-compatible servers (s3rver among them) serve an object that is being
+ * overwritten half-written, so a body that does not parse is read again a few times before failing.
+ */
+export async function getJson<T>(store: Store, key: string): Promise<T | undefined> {
+  for (let attempt = 1; ; attempt++) {
+    const bytes = await store.get(key);
+    if (bytes === undefined) return undefined;
+    try {
+      return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
+    } catch (error) {
+      if (!(error instanceof SyntaxError) || attempt >= 5) {
+        throw new StoreError(`Object ${key} is not valid JSON: ${(error as Error).message}`, store.locator, { cause: error });
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
+    }
+  }
+}
+
+export async function putJson(store: Store, key: string, value: unknown): Promise<void> {
+  await store.put(key, JSON.stringify(value, null, 2) + '\n');
+}
