@@ -1,5 +1,8 @@
 // The agent's entry point, bundled into one file (dist/agent.mjs) that instances fetch from the store.
 import { execFile } from 'node:child_process';
+
+// The AWS SDK warns on Node 20 at its first client; lockstep pins SDK versions that support it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { openStore } from '../store/open.ts';
 import { runAgent } from './agent.ts';
 import { resolveIdentity } from './identity.ts';

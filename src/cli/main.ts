@@ -17,6 +17,9 @@ const main = defineCommand({
   },
 });
 
+// The AWS SDK warns on Node 20 at its first client; lockstep pins SDK versions that support it.
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+
 const rawArgs = process.argv.slice(2);
 if (rawArgs.length === 0 || rawArgs.some((arg) => arg === '--help' || arg === '-h') || (rawArgs.length === 1 && ['--version', '-v'].includes(rawArgs[0]!))) {
   await runMain(main, { rawArgs: rawArgs.length === 0 ? ['--help'] : rawArgs });

@@ -52,10 +52,13 @@ export function createFolderStore(options: FolderStoreOptions): Store {
     },
     async getFile(key, target) {
       await mkdir(dirname(target), { recursive: true });
+      const tmp = temporary(target);
       try {
-        await pipeline(createReadStream(pathOf(key)), createWriteStream(target));
+        await pipeline(createReadStream(pathOf(key)), createWriteStream(tmp));
+        await rename(tmp, target);
         return true;
       } catch (error) {
+        await rm(tmp, { force: true });
         if (isMissing(error)) {
           await rm(target, { force: true });
           return false;
