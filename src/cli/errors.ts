@@ -5,14 +5,12 @@ import { RunNotFoundError } from '../controller/status.ts';
 import { LaunchError } from '../provider/provider.ts';
 import { SpecError } from '../spec/load.ts';
 import { StoreError } from '../store/store.ts';
+import { UsageError } from '../core/errors.ts';
 
 /** Exit codes: 0 ok, 1 the experiment failed, 2 bad input (nothing was started), 3 internal error, 130 interrupted. */
 export const EXIT = { ok: 0, failed: 1, badInput: 2, internal: 3, interrupted: 130 } as const;
 
-/** An error the user can fix from its message alone. */
-export class UsageError extends Error {
-  override readonly name = 'UsageError';
-}
+export { UsageError };
 
 const BAD_INPUT = [SpecError, StoreError, StoreUnreachableError, RunNotFoundError, UsageError, AgentBundleMissingError, ArtifactError];
 

@@ -1,5 +1,7 @@
 import { z } from 'zod';
+import { closestRegion, INSTANCE_TYPE, isKnownRegion } from './aws-catalogue.ts';
 
+// Known regions are checked on the whole provider (below), so that the message names the region.
 const region = z.string().regex(/^[a-z]{2}(-[a-z]+)+-\d+$/, 'Expected an AWS region such as `us-east-1`');
 const perRegion = <T extends z.ZodType>(value: T) => z.record(region, value);
 
@@ -10,7 +12,10 @@ export const awsProvider = z.strictObject({
     .union([z.array(region).min(1), perRegion(z.number().int().nonnegative())])
     .default(['us-east-1'])
     .describe('A list of regions to split `instances` over evenly, or explicit counts per region (they must add up to `instances`)'),
-  instanceType: z.string().regex(/^[a-z][a-z0-9-]*\.[a-z0-9]+$/, 'Expected an EC2 instance type such as `t3a.medium`').default('t3a.medium'),
+  instanceType: z
+    .string()
+    .regex(INSTANCE_TYPE, 'Expected an EC2 instance type such as `t3a.medium` (family, then a size: nano … 48xlarge, metal)')
+    .default('t3a.medium'),
   ami: z
     .union([z.string().min(1), perRegion(z.string().min(1))])
     .optional()
@@ -37,4 +42,24 @@ export const awsProvider = z.strictObject({
     .describe('When EC2 lacks capacity, go on with fewer instances (down to `minInstances`) instead of failing the launch'),
   keyName: z.string().optional().describe('An EC2 key pair for SSH access (optional)'),
   profile: z.string().optional().describe('The AWS profile to use on this machine'),
+}).superRefine((spec, context) => {
+  // Every region the spec names (regions, and the keys of per-region maps) must be one AWS has.
+  const named: Array<[path: (string | number)[], region: string]> = Array.isArray(spec.regions)
+    ? spec.regions.map((r, i) => [['regions', i], r])
+    : Object.keys(spec.regions).map((r) => [['regions'], r]);
+  for (const key of ['ami', 'subnets', 'securityGroups'] as const) {
+    const value = spec[key];
+    if (value && typeof value === 'object') for (const r of Object.keys(value)) named.push([[key], r]);
+  }
+  for (const [path, name] of named) {
+    if (isKnownRegion(name)) continue;
+    context.addIssue({
+      code: 'custom',
+      path: [...path],
+      message: `Unknown AWS region \`${name}\`: did you mean \`${closestRegion(name)}\`?`,
+      // The message names the value already (see describeIssue in load.ts).
+      params: { namesValue: true },
+    });
+    return;
+  }
 });

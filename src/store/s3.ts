@@ -368,7 +368,9 @@ function s3Error(api: string, s3: S3Context, key: string, error: unknown): Store
         ? ': no AWS credentials found (set AWS_PROFILE or the AWS_* variables, add `?profile=name`, or use an instance role)'
         : name === 'AccessDenied' || name === 'Forbidden'
           ? ': access denied (check the credentials and that the policy allows this bucket and prefix)'
-          : '';
+          : /Region is missing/.test(String((error as Error | undefined)?.message))
+            ? ': no AWS region (add `?region=…` to the locator, or set AWS_REGION)'
+            : '';
   const attempts = (error as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts;
   return new StoreError(
     `S3 ${api} of \`${key}\` in bucket \`${s3.bucket}\` failed${attempts && attempts > 1 ? ` after ${attempts} attempts` : ''}${hint}: ${describe(error)}`,

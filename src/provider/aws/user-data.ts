@@ -1,0 +1,179 @@
+/**
+ * The boot script every EC2 instance runs (user-data): install Node.js, fetch the agent bundle from
+ * the store with the instance profile's access, arm a dead-man's switch, start the agent. It holds
+ * no credential. Pure: no AWS SDK here.
+ *
+ * The package install, the agent download, the power-off command and the metadata endpoint can be
+ * substituted (`UserDataOptions`) so that a test can run the script with bash against local
+ * stand-ins; the defaults are the real thing on Amazon Linux 2023.
+ */
+import { shellQuote } from '../../spec/template.ts';
+import type { AgentBoot } from '../provider.ts';
+import { AwsSetupError, UserDataTooLargeError } from './errors.ts';
+
+/** EC2 accepts at most 16 KB of user-data before base64. */
+export const USER_DATA_LIMIT = 16 * 1024;
+
+export interface UserDataOptions {
+  /**
+   * Bash that installs Node.js ≥ 20 (and the AWS CLI when the download needs it). Retried up to 5
+   * times. Default: `dnf install` of `nodejs20` (Amazon Linux 2023), `awscli-2` if missing.
+   */
+  readonly installCommand?: string;
+  /**
+   * Bash that puts the agent bundle at "$AGENT_FILE"; it may use "$AGENT_URI" (`s3://bucket/key`),
+   * "$AGENT_REGION" and "$AGENT_ENDPOINT" (empty when not set). Retried up to 5 times.
+   * Default: `aws s3 cp` with the instance profile's credentials.
+   */
+  readonly downloadCommand?: string;
+  /** Bash that ends the machine in "$1" minutes, "$2" being the reason. Default: `shutdown -h "+$1" "$2"`. */
+  readonly powerOffCommand?: string;
+  /** Instance metadata endpoint, exported as AWS_EC2_METADATA_SERVICE_ENDPOINT. Default: the SDK's (169.254.169.254). */
+  readonly imdsEndpoint?: string;
+  /** Folder of the agent bundle and its work. Default `/opt/lockstep`. */
+  readonly workDir?: string;
+  /** Minutes the machine stays up after a failed boot or agent crash (time to look around). Default 5. */
+  readonly failureGraceMinutes?: number;
+}
+
+/** Fails (and so is retried) unless both Node.js and the AWS CLI end up installed. */
+export const DEFAULT_INSTALL_COMMAND = [
+  '{ dnf install -y -q nodejs20 || dnf install -y -q nodejs; } &&',
+  '  { command -v aws >/dev/null || dnf install -y -q awscli-2; }',
+].join('\n');
+
+export const DEFAULT_DOWNLOAD_COMMAND =
+  'aws s3 cp --only-show-errors ${AGENT_REGION:+--region "$AGENT_REGION"} ${AGENT_ENDPOINT:+--endpoint-url "$AGENT_ENDPOINT"} "$AGENT_URI" "$AGENT_FILE"';
+
+export const DEFAULT_POWER_OFF_COMMAND = 'shutdown -h "+$1" "$2"';
+
+export interface S3Location {
+  readonly bucket: string;
+  /** '' or ending in '/'. */
+  readonly prefix: string;
+  readonly region?: string;
+  readonly endpoint?: string;
+}
+
+/** Bucket, prefix, region and endpoint of an `s3://bucket/prefix?region=…&endpoint=…` locator. */
+export function parseStoreLocation(locator: string): S3Location {
+  let url: URL | undefined;
+  try {
+    url = new URL(locator);
+  } catch {
+    url = undefined;
+  }
+  if (!url || url.protocol !== 's3:' || !url.hostname) {
+    throw new AwsSetupError(
+      `EC2 instances need an S3 store, got \`${locator}\``,
+      'set `store: s3://bucket/prefix` in the spec, or run `lockstep aws bootstrap` to make one',
+    );
+  }
+  const path = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, '');
+  return {
+    bucket: url.hostname,
+    prefix: path ? `${path}/` : '',
+    region: url.searchParams.get('region') ?? undefined,
+    endpoint: url.searchParams.get('endpoint') ?? undefined,
+  };
+}
+
+/**
+ * The locator as an instance must see it: without `profile=` (a name from the operator's own
+ * `~/.aws`, which an instance does not have: it uses its instance profile).
+ */
+export function storeLocatorForInstances(locator: string): string {
+  const url = new URL(locator);
+  if (!url.searchParams.has('profile')) return locator;
+  url.searchParams.delete('profile');
+  return url.toString();
+}
+
+/** The bash boot script for one run (the same for every instance of it). */
+export function renderUserData(boot: AgentBoot, options: UserDataOptions = {}): string {
+  const location = parseStoreLocation(boot.store);
+  const agentUri = `s3://${location.bucket}/${location.prefix}${boot.agentKey.replace(/^\/+/, '')}`;
+  const workDir = options.workDir ?? '/opt/lockstep';
+  const grace = options.failureGraceMinutes ?? 5;
+  const expiresEpoch = Math.floor(boot.expiresAt.getTime() / 1000);
+  const q = shellQuote;
+  const lines = [
+    '#!/bin/bash',
+    `# lockstep boot script, run ${boot.runId}. It holds no credential: the instance profile gives`,
+    '# the agent access to the store. Its output: /var/log/cloud-init-output.log.',
+    'set -Eeuo pipefail',
+    '',
+    `RUN_ID=${q(boot.runId)}`,
+    `EXPIRES_EPOCH=${expiresEpoch}`,
+    `WORK_DIR=${q(workDir)}`,
+    'AGENT_FILE="$WORK_DIR/agent.mjs"',
+    `AGENT_URI=${q(agentUri)}`,
+    `AGENT_REGION=${q(location.region ?? '')}`,
+    `AGENT_ENDPOINT=${q(location.endpoint ?? '')}`,
+    'export LOCKSTEP_IDENTITY=ec2',
+    'export HOME="${HOME:-/root}"',
+    ...(options.imdsEndpoint ? [`export AWS_EC2_METADATA_SERVICE_ENDPOINT=${q(options.imdsEndpoint)}`] : []),
+    '',
+    'log() { echo "lockstep-boot: $*" >&2; }',
+    'power_off_in() {',
+    indent(options.powerOffCommand ?? DEFAULT_POWER_OFF_COMMAND),
+    '}',
+    'retry() {',
+    '  local attempt=1',
+    '  until "$@"; do',
+    '    if [ "$attempt" -ge 5 ]; then return 1; fi',
+    '    log "$1 failed (attempt $attempt), trying again"',
+    '    sleep $((attempt * attempt)); attempt=$((attempt + 1))',
+    '  done',
+    '}',
+    'install_node() {',
+    indent(options.installCommand ?? DEFAULT_INSTALL_COMMAND),
+    '}',
+    'download_agent() {',
+    indent(options.downloadCommand ?? DEFAULT_DOWNLOAD_COMMAND),
+    '}',
+    '',
+    "# 1. Dead-man's switch: the instance ends itself at the run's expiry, whatever happens below",
+    '#    (instance-initiated shutdown terminates it).',
+    'minutes=$(( (EXPIRES_EPOCH - $(date +%s) + 59) / 60 ))',
+    'if [ "$minutes" -lt 1 ]; then minutes=1; fi',
+    'power_off_in "$minutes" "lockstep run $RUN_ID expired"',
+    `trap 'log "boot failed at line $LINENO: ending this instance in ${grace} minutes"; power_off_in ${grace} "lockstep boot failed"' ERR`,
+    '',
+    '# 2. Node.js and the agent bundle (nothing else is fetched: the agent reads the run from the store)',
+    'retry install_node',
+    'NODE="$(command -v node-20 || command -v node)"',
+    'mkdir -p "$WORK_DIR"',
+    'cd "$WORK_DIR"',
+    'retry download_agent',
+    '',
+    '# 3. The agent: it learns the run and its identity from instance metadata and tags',
+    'trap - ERR',
+    'status=0',
+    '"$NODE" "$AGENT_FILE" || status=$?',
+    'if [ "$status" -ne 0 ]; then',
+    `  log "agent exited with status $status: ending this instance in ${grace} minutes"`,
+    `  power_off_in ${grace} "lockstep agent failed"`,
+    'fi',
+    'exit "$status"',
+    '',
+  ];
+  const script = lines.join('\n');
+  const bytes = Buffer.byteLength(script, 'utf8');
+  if (bytes > USER_DATA_LIMIT) throw new UserDataTooLargeError(bytes, USER_DATA_LIMIT);
+  return script;
+}
+
+/** Base64 of the script, as RunInstances wants it (SDK v3 does not encode user-data itself). */
+export function encodeUserData(script: string): string {
+  const bytes = Buffer.byteLength(script, 'utf8');
+  if (bytes > USER_DATA_LIMIT) throw new UserDataTooLargeError(bytes, USER_DATA_LIMIT);
+  return Buffer.from(script, 'utf8').toString('base64');
+}
+
+function indent(body: string): string {
+  return body
+    .split('\n')
+    .map((line) => `  ${line}`)
+    .join('\n');
+}
