@@ -16,6 +16,8 @@ const common = {
 
 await Promise.all([
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.mjs', packages: 'external' }),
+  // Worker threads that scan logs for metrics in parallel (`lockstep results`).
+  build({ ...common, entryPoints: ['src/results/scan-worker.ts'], outfile: 'dist/scan-worker.mjs' }),
   build({
     ...common,
     entryPoints: ['src/agent/main.ts'],

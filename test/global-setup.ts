@@ -26,7 +26,12 @@ export default function setup() {
   };
 }
 
-/** Live processes whose command line or environment names `root`. */
+/**
+ * Live processes that name `root` in their command line or in the value of an environment variable:
+ * agents and the commands they run (LOCKSTEP_WORKDIR), controllers run as child processes
+ * (LOCKSTEP_HOME, a store path), S3 servers (their folder). Vitest's own processes, which carry
+ * LOCKSTEP_TEST_ROOT, are not counted.
+ */
 export function processesMentioning(root: string): Array<{ pid: number; cmdline: string }> {
   const found: Array<{ pid: number; cmdline: string }> = [];
   for (const entry of readdirSync('/proc')) {
@@ -35,8 +40,13 @@ export function processesMentioning(root: string): Array<{ pid: number; cmdline:
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') continue;
       const cmdline = readFileSync(`/proc/${entry}/cmdline`, 'utf8').replaceAll('\0', ' ');
-      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8');
-      if (cmdline.includes(root) || environ.includes(`LOCKSTEP_WORKDIR=${root}`)) found.push({ pid: Number(entry), cmdline });
+      if (/[/\\]vitest[/\\]/.test(cmdline)) continue;
+      const environ = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      const namesRoot = environ.some((variable) => {
+        const eq = variable.indexOf('=');
+        return eq > 0 && variable.slice(0, eq) !== 'LOCKSTEP_TEST_ROOT' && variable.slice(eq + 1).includes(root);
+      });
+      if (cmdline.includes(root) || namesRoot) found.push({ pid: Number(entry), cmdline });
     } catch {
       // Gone, or not ours to read.
     }

@@ -6,13 +6,17 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 import { openStore } from '../store/open.ts';
 import { runAgent } from './agent.ts';
 import { resolveIdentity } from './identity.ts';
+import { killProcesses, processesOfInstance } from './leftovers.ts';
 
 const identity = await resolveIdentity();
 const store = await openStore(identity.store);
 const terminated = new AbortController();
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => terminated.abort('aborted'));
 const end = await runAgent({ identity, store, signal: terminated.signal });
-await store.dispose();
+// Ending the instance means ending everything it ran: a command the agent gave up on (at the
+// expiry) would otherwise outlive it on the local provider.
+killProcesses(processesOfInstance(identity.runId, identity.instanceId));
+await Promise.race([store.dispose(), new Promise((resolve) => setTimeout(resolve, 5000).unref())]);
 console.log(`${new Date().toISOString()} agent ${end}`);
 if (identity.endInstance === 'poweroff' && process.env.LOCKSTEP_KEEP !== '1') {
   // instance-initiated shutdown = terminate on EC2.

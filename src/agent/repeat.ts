@@ -3,13 +3,15 @@ import { join } from 'node:path';
 import { layout, nodeFiles } from '../core/layout.ts';
 import type { NodeResult, Outcome, RunManifest } from '../core/manifest.ts';
 import { paramsForRank, resolveGroups } from '../spec/groups.ts';
+import { planFor } from '../spec/network.ts';
 import { environmentFor, renderTemplate, templateValues } from '../spec/template.ts';
 import { putJson, type Store } from '../store/store.ts';
 import { sleepUntil } from '../util/clock.ts';
 import { awaitBarrier, type BarrierTuning } from './barrier.ts';
-import { prepareCommand } from './exec.ts';
+import { prepareCommand, type ExecResult } from './exec.ts';
 import { writeHostsFiles } from './hosts.ts';
 import type { Identity } from './identity.ts';
+import { applyNetem, type NetemSession } from './netem.ts';
 import { difference, interfaceFor, readCounters } from './netstat.ts';
 import { filesBelow, uploadFile } from './upload.ts';
 
@@ -24,7 +26,10 @@ export interface RepeatContext {
   readonly onState?: (state: 'waiting' | 'running', repeat: number) => void;
 }
 
-/** One repeat on one node: ready, barrier, hosts, wait for T, run, upload. Returns the outcome. */
+/**
+ * One repeat on one node: ready, barrier, hosts, network emulation, wait for T, run, remove the
+ * emulation, upload. Returns the outcome.
+ */
 export async function runRepeat(context: RepeatContext, repeat: number): Promise<NodeResult | undefined> {
   const { store, manifest, identity } = context;
   const folder = join(identity.workDir, 'repeats', String(repeat));
@@ -51,7 +56,8 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   const hostsFile = join(folder, nodeFiles.hosts);
   const hostsJson = join(folder, nodeFiles.hostsJson);
   await writeHostsFiles(start.members, { hosts: hostsFile, json: hostsJson });
-  const { params, groups } = paramsForRank(manifest.params, resolveGroups(manifest.groups, n), rank);
+  const resolvedGroups = resolveGroups(manifest.groups, n);
+  const { params, groups } = paramsForRank(manifest.params, resolvedGroups, rank);
   const variables = {
     rank,
     n,
@@ -67,6 +73,56 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   const stdoutPath = join(folder, nodeFiles.stdout);
   const stderrPath = join(folder, nodeFiles.stderr);
   await Promise.all([writeFile(stdoutPath, ''), writeFile(stderrPath, '')]);
+
+  // Network emulation goes on before T and comes off after the command, whatever its end. A
+  // failure to apply it is this node's error for the repeat: the command does not run.
+  const netem: NetemSession | undefined = manifest.network
+    ? await applyNetem({
+        plan: planFor(manifest.network, resolvedGroups, start.members.map((m) => m.address), rank),
+        choice: { address: identity.address, allowDefaultRoute: manifest.provider !== 'local' },
+      })
+    : undefined;
+  const nodePrefix = layout.node(manifest.runId, repeat, rank);
+  const base = {
+    runId: manifest.runId,
+    repeat,
+    rank,
+    n,
+    instanceId: identity.instanceId,
+    address: identity.address,
+    groups,
+    params,
+    command,
+    readyAt: barrier.ready.readyAt,
+    barrierAt: barrier.knownAt,
+    scheduledStartAt: start.startAt,
+    barrierWaitMs: barrier.knownAt - barrier.ready.readyAt,
+  };
+  if (netem && !netem.record.applied) {
+    // The command never ran: no start, no figures; the record says what failed.
+    const nodeResult: NodeResult = {
+      ...base,
+      outcome: 'error',
+      exitCode: null,
+      signal: null,
+      timedOut: false,
+      startedAt: start.startAt,
+      endedAt: start.startAt,
+      durationMs: 0,
+      cpuUserMs: null,
+      cpuSystemMs: null,
+      peakMemoryBytes: null,
+      network: null,
+      netem: netem.record,
+      error: `network emulation could not be applied: ${netem.record.error}`,
+      files: [],
+    };
+    await uploadFile(store, nodePrefix + nodeFiles.stdout, stdoutPath);
+    await uploadFile(store, nodePrefix + nodeFiles.stderr, stderrPath);
+    await putJson(store, nodePrefix + nodeFiles.result, nodeResult);
+    await writeFile(join(folder, nodeFiles.result), JSON.stringify(nodeResult, null, 2));
+    return nodeResult;
+  }
 
   const prepared = prepareCommand({
     command,
@@ -84,14 +140,19 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     await sleepUntil(start.startAt, { signal: context.signal });
   } catch (error) {
     prepared.cancel();
+    await netem?.remove();
     throw error;
   }
   const execution = prepared.release();
   context.onState?.('running', repeat);
-  const result = await execution;
+  let result: ExecResult;
+  try {
+    result = await execution;
+  } finally {
+    await netem?.remove();
+  }
   const network = difference(counters, await readCounters(netInterface));
 
-  const nodePrefix = layout.node(manifest.runId, repeat, rank);
   const uploaded: string[] = [];
   const sources = [
     ...manifest.collect.map((item) => ({ under: item.replace(/\/+$/, ''), path: join(context.appDir, item) })),
@@ -114,31 +175,22 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
       : result.exitCode === 0
         ? 'success'
         : 'failed';
+  const netemRecord = netem?.record;
   const nodeResult: NodeResult = {
-    runId: manifest.runId,
-    repeat,
-    rank,
-    n,
-    instanceId: identity.instanceId,
-    address: identity.address,
-    groups,
-    params,
-    command,
+    ...base,
     outcome,
     exitCode: result.exitCode,
     signal: result.signal,
     timedOut: result.timedOut,
-    readyAt: barrier.ready.readyAt,
-    barrierAt: barrier.knownAt,
-    scheduledStartAt: start.startAt,
     startedAt: result.startedAt,
     endedAt: result.endedAt,
     durationMs: result.durationMs,
-    barrierWaitMs: barrier.knownAt - barrier.ready.readyAt,
     cpuUserMs: result.cpuUserMs,
     cpuSystemMs: result.cpuSystemMs,
     peakMemoryBytes: result.peakMemoryBytes,
     network,
+    ...(netemRecord ? { netem: netemRecord } : {}),
+    ...(netemRecord?.removeError ? { error: `network emulation could not be removed: ${netemRecord.removeError}` } : {}),
     files: uploaded,
   };
   // The result record goes last: its presence means the node's logs are all in the store.

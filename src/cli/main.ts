@@ -13,7 +13,11 @@ const main = defineCommand({
     ls: () => import('./commands/inspect.ts').then((m) => m.ls),
     status: () => import('./commands/inspect.ts').then((m) => m.status),
     logs: () => import('./commands/inspect.ts').then((m) => m.logs),
+    down: () => import('./commands/down.ts').then((m) => m.default),
+    gc: () => import('./commands/gc.ts').then((m) => m.default),
     schema: () => import('./commands/schema.ts').then((m) => m.default),
+    results: () => import('./commands/results.ts').then((m) => m.default),
+    aws: () => import('./commands/aws.ts').then((m) => m.default),
   },
 });
 

@@ -1,12 +1,16 @@
 import { setTimeout as delay } from 'node:timers/promises';
+import { UsageError } from '../core/errors.ts';
 import { layout } from '../core/layout.ts';
 import type { RunManifest } from '../core/manifest.ts';
 import type { InstanceInfo, Provider } from '../provider/provider.ts';
 import type { LoadedSpec } from '../spec/load.ts';
-import { DEFAULT_STORE, openStore } from '../store/open.ts';
+import { DEFAULT_STORE } from '../store/open.ts';
 import { putJson, type Store } from '../store/store.ts';
 import { publishAgent } from './agent-bundle.ts';
 import { publishArtifact } from './artifact.ts';
+import { endRun } from './down.ts';
+import { checkProviderReady } from './preflight.ts';
+import { openReachableStore } from './reachable.ts';
 import { createProvider } from './providers.ts';
 import { newRunId } from './run-id.ts';
 import { runStatus, type RunStatus } from './status.ts';
@@ -26,8 +30,15 @@ export interface RunOptions {
   /** Local provider state folder (tests use their own). */
   readonly home?: string;
   readonly onEvent?: (event: RunEvent) => void;
-  /** Ends the run early (Ctrl-C): instances are ended unless `keepOnAbort`. */
+  /** Ends the run early (Ctrl-C): the instances are ended, unless `confirmEnd` says no. */
   readonly signal?: AbortSignal;
+  /**
+   * Asked once `signal` has stopped the run: end its instances? Default: yes. When no, they go on
+   * by themselves (and end after the last repeat, or at their expiry).
+   */
+  readonly confirmEnd?: (run: { readonly runId: string; readonly instances: number }) => Promise<boolean>;
+  /** How long agents get to stop by themselves when the run is ended early. Default 10 s. */
+  readonly endGraceMs?: number;
   readonly pollIntervalMs?: number;
   /** A provider to use instead of the one the spec names (tests). */
   readonly provider?: Provider;
@@ -40,32 +51,30 @@ export interface RunOutcome {
   /** Instances that ended before their run was over. */
   readonly lostInstances: readonly string[];
   readonly ok: boolean;
+  /** Instances left running on purpose (`keep: true`, or the answer to `confirmEnd`). */
+  readonly leftRunning?: readonly string[];
 }
 
-export class StoreUnreachableError extends Error {
-  override readonly name = 'StoreUnreachableError';
-  constructor(
-    readonly locator: string,
-    options: { cause?: unknown },
-  ) {
-    super(`Cannot reach the store ${locator}: ${(options.cause as Error | undefined)?.message ?? 'unknown error'}; check the locator and credentials`, options);
+export { openReachableStore, StoreUnreachableError } from './reachable.ts';
+
+/**
+ * The store a run uses: `--store`, then `LOCKSTEP_STORE`, then the spec's `store`, then (for AWS)
+ * the bucket `lockstep aws bootstrap` made, else `.lockstep/store`. EC2 instances cannot reach a
+ * folder on this machine, so an AWS run needs an S3 store.
+ */
+export async function storeLocatorFor(loaded: LoadedSpec, override?: string): Promise<string> {
+  const chosen = override ?? process.env.LOCKSTEP_STORE ?? loaded.spec.store;
+  if (loaded.spec.provider.kind !== 'aws') return chosen ?? DEFAULT_STORE;
+  const { defaultAwsStore } = await import('../provider/aws/config.ts');
+  const locator = chosen ?? (await defaultAwsStore());
+  if (!locator?.startsWith('s3://')) {
+    throw new UsageError(
+      locator
+        ? `An AWS run needs an S3 store, not \`${locator}\`: set \`store: s3://bucket/prefix\` or run \`lockstep aws bootstrap\``
+        : 'An AWS run needs an S3 store: set `store: s3://bucket/prefix` in the spec, or run `lockstep aws bootstrap` once',
+    );
   }
-}
-
-export function storeLocatorFor(loaded: LoadedSpec, override?: string): string {
-  return override ?? process.env.LOCKSTEP_STORE ?? loaded.spec.store ?? DEFAULT_STORE;
-}
-
-/** Opens a store and proves it answers, so a bad locator fails before anything is launched. */
-export async function openReachableStore(locator: string, cwd?: string): Promise<Store> {
-  const store = await openStore(locator, { cwd });
-  try {
-    await store.list(layout.runsPrefix(), { pageSize: 1 });
-  } catch (error) {
-    await store.dispose();
-    throw new StoreUnreachableError(locator, { cause: error });
-  }
-  return store;
+  return locator;
 }
 
 /**
@@ -75,15 +84,20 @@ export async function openReachableStore(locator: string, cwd?: string): Promise
 export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
   const { spec, artifactPath, source } = options.loaded;
   const emit = options.onEvent ?? (() => {});
-  const locator = storeLocatorFor(options.loaded, options.store);
-  emit({ type: 'phase', phase: 'store', detail: locator });
+  const locator = await storeLocatorFor(options.loaded, options.store);
+  // Credentials first: nothing is written to the store for a run that could not launch.
+  if (!options.provider) await checkProviderReady(spec.provider);
   const store = await openReachableStore(locator, options.cwd);
+  emit({ type: 'phase', phase: 'store', detail: locator });
   // Agents open the store on their own; a folder store must not depend on their working folder.
   const agentLocator = store.locator;
   let provider: Provider | undefined;
   let instances: InstanceInfo[] = [];
+  const runId = newRunId(spec.name);
+  let outcome: RunOutcome | undefined;
+  let failed = true;
+  let leftRunning: string[] = [];
   try {
-    const runId = newRunId(spec.name);
     let artifact: RunManifest['artifact'];
     if (artifactPath) {
       const packed = await publishArtifact(store, artifactPath);
@@ -117,8 +131,9 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
         instanceMs: spec.timeouts.instance,
       },
       expiresAt: expiresAt.toISOString(),
-      terminateWhenDone: true,
+      terminateWhenDone: !spec.keep,
       provider: spec.provider.kind,
+      ...(spec.network ? { network: spec.network } : {}),
       specSource: source,
     };
     await putJson(store, layout.manifest(runId), manifest);
@@ -137,15 +152,68 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     emit({ type: 'launched', runId, instances });
 
     const { status, lost } = await follow(store, provider, manifest, options, emit);
-    return { runId, store: store.locator, status, lostInstances: lost, ok: status.state === 'done' && lost.length === 0 };
+    outcome = { runId, store: store.locator, status, lostInstances: lost, ok: status.state === 'done' && lost.length === 0 };
+    failed = false;
   } finally {
-    if (provider && instances.length > 0) {
-      emit({ type: 'phase', phase: 'cleanup', detail: `ending ${instances.length} instance(s)` });
-      await provider.terminate(instances.map((i) => i.id));
+    try {
+      if (provider && instances.length > 0) leftRunning = await cleanUp(store, provider, runId, instances, { ...options, keep: spec.keep && !failed, completed: !failed }, emit);
+    } catch (error) {
+      // An error while cleaning up never hides the first failure.
+      if (!failed) throw error;
+      emit({ type: 'phase', phase: 'cleanup', detail: `could not end every instance: ${(error as Error).message}` });
+    } finally {
+      await provider?.dispose?.();
+      await store.dispose();
     }
-    await provider?.dispose?.();
-    await store.dispose();
   }
+  return { ...outcome!, ...(leftRunning.length > 0 ? { leftRunning } : {}) };
+}
+
+/**
+ * After the run: its instances end (they end themselves after the last repeat; this makes sure),
+ * except with `keep: true`. A run stopped early asks `confirmEnd` first, and ends them through the
+ * abort record so that the agents upload the logs of the command they stop. Returns the ids left running.
+ */
+async function cleanUp(
+  store: Store,
+  provider: Provider,
+  runId: string,
+  instances: readonly InstanceInfo[],
+  options: RunOptions & { readonly keep: boolean; readonly completed: boolean },
+  emit: (event: RunEvent) => void,
+): Promise<string[]> {
+  const ids = instances.map((i) => i.id);
+  if (options.signal?.aborted) {
+    const end = options.confirmEnd ? await options.confirmEnd({ runId, instances: ids.length }) : true;
+    if (!end) {
+      emit({ type: 'phase', phase: 'cleanup', detail: `left ${ids.length} instance(s) running: follow with \`lockstep status ${runId}\`, end them with \`lockstep down ${runId}\`` });
+      return ids;
+    }
+    emit({ type: 'phase', phase: 'cleanup', detail: `ending ${ids.length} instance(s)` });
+    await endRun(store, provider, runId, { graceMs: options.endGraceMs ?? 10_000, reason: 'lockstep run was interrupted' });
+    return [];
+  }
+  if (options.keep) {
+    const running = (await provider.list(runId)).filter((i) => i.state !== 'ended').map((i) => i.id);
+    if (running.length > 0) {
+      emit({ type: 'phase', phase: 'cleanup', detail: `keep: ${running.length} instance(s) stay up until their expiry; end them with \`lockstep down ${runId}\`` });
+      return running;
+    }
+  }
+  let running = ids;
+  if (options.completed) {
+    // After the last repeat the agents end their instances themselves: give them a moment to.
+    const deadline = Date.now() + (options.endGraceMs ?? 10_000);
+    while (running.length > 0 && Date.now() < deadline) {
+      await delay(200);
+      running = (await provider.list(runId)).filter((i) => i.state !== 'ended').map((i) => i.id);
+    }
+  }
+  emit({ type: 'phase', phase: 'cleanup', detail: `ending ${running.length} instance(s)` });
+  // Every id, not only those still running: ending an ended instance is harmless, and the
+  // provider forgets the run once none of its instances runs.
+  await provider.terminate(ids);
+  return [];
 }
 
 async function follow(
@@ -158,10 +226,16 @@ async function follow(
   const interval = options.pollIntervalMs ?? 500;
   const deadline = Date.parse(manifest.expiresAt) + 60_000;
   for (;;) {
+    // The provider first: an agent records how it ended before it exits, so the status read after
+    // holds the last record of every instance the provider knows as ended.
+    const alive = await provider.list(manifest.runId);
     const status = await runStatus(store, manifest.runId, manifest);
     emit({ type: 'status', status });
-    if (status.state === 'done' || status.state === 'failed') return { status, lost: [] };
-    const alive = await provider.list(manifest.runId);
+    if (status.state === 'done' || status.state === 'failed') {
+      // Instances the provider knows as ended whose agent never said it finished: they died.
+      const finished = new Set(status.instances.filter((i) => ['done', 'failed', 'aborted', 'expired'].includes(i.state)).map((i) => i.instanceId));
+      return { status, lost: alive.filter((i) => i.state === 'ended' && !finished.has(i.id)).map((i) => i.id) };
+    }
     if (alive.length > 0 && alive.every((i) => i.state === 'ended')) {
       // Every instance is gone: read once more, since the last uploads may have landed meanwhile.
       const final = await runStatus(store, manifest.runId, manifest);

@@ -43,11 +43,13 @@ export async function loadManifest(store: Store, runId: string): Promise<RunMani
 /** Everything the store knows of a run, read with a few LISTs and small GETs. */
 export async function runStatus(store: Store, runId: string, manifest?: RunManifest): Promise<RunStatus> {
   manifest ??= await loadManifest(store, runId);
-  const keys = (await store.list(layout.run(runId))).map((o) => o.key);
-  const instanceKeys = keys.filter((k) => k.startsWith(layout.instancesPrefix(runId)));
+  const instanceKeys = (await store.list(layout.instancesPrefix(runId))).map((o) => o.key).filter((k) => k.endsWith('.json'));
   const instances = (await Promise.all(instanceKeys.map((k) => getJson<InstanceRecord>(store, k)))).filter(
     (i): i is InstanceRecord => i !== undefined,
   );
+  // Listed after the instance records were read: an agent uploads its results before it records
+  // that it is done, so the listing holds every result of an instance that says it is done.
+  const keys = (await store.list(layout.run(runId))).map((o) => o.key);
   const repeats: RepeatStatus[] = [];
   for (let repeat = 1; repeat <= manifest.repeats; repeat++) {
     const prefix = layout.repeat(runId, repeat);
@@ -66,7 +68,11 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
     const starts = results.map((r) => r.startedAt);
     const finished = members !== null && results.length >= members;
     const failed = failures.length > 0 || results.some((r) => r.outcome !== 'success');
-    const everyoneAccounted = finished || (members === null && failures.length > 0 && failures.length + ready >= manifest.instances && failures.every((f) => f.stage !== 'run'));
+    // No barrier closed: the repeat is over once every instance that got ready has said why it failed.
+    const failedIds = new Set(failures.map((f) => f.instanceId));
+    const readyIds = mine.filter((k) => k.startsWith(layout.readyPrefix(runId, repeat))).map((k) => k.slice(k.lastIndexOf('/') + 1).replace(/\.json$/, ''));
+    const everyoneAccounted =
+      finished || (members === null && failures.length > 0 && readyIds.every((id) => failedIds.has(id)) && failures.every((f) => f.stage !== 'run'));
     repeats.push({
       repeat,
       ready,

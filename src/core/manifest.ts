@@ -1,3 +1,4 @@
+import type { NetemPlan, NetworkSpec } from '../spec/network.ts';
 import type { GroupSpec, ParamValue } from '../spec/schema.ts';
 
 /**
@@ -32,6 +33,8 @@ export interface RunManifest {
   /** End the instance after the last repeat (false: `keep: true`). */
   readonly terminateWhenDone: boolean;
   readonly provider: string;
+  /** Network emulation the agents apply with `tc` (the spec's `network`), when the spec has one. */
+  readonly network?: NetworkSpec;
   /** The spec text after overrides, for the record. */
   readonly specSource: string;
 }
@@ -91,6 +94,8 @@ export interface NodeResult {
   readonly clockOffsetMs?: number;
   /** Interface counters read before and after the command (Linux); null where unreadable. */
   readonly network: { readonly interface: string; readonly rxBytes: number; readonly txBytes: number } | null;
+  /** Network emulation of this node in this repeat, when the run has a `network`. */
+  readonly netem?: NetemRecord;
   readonly error?: string;
   readonly files: readonly string[];
 }
@@ -116,4 +121,24 @@ export interface FailureRecord {
   readonly error: string;
   readonly missing?: readonly string[];
   readonly at: string;
+}
+
+/** What a node did about network emulation in one repeat (`result.json` → `netem`). */
+export interface NetemRecord {
+  /** The interface `tc` worked on (the one holding the node's address); null if none was found. */
+  readonly interface: string | null;
+  /** What this node's egress gets: a default, and per-destination rules from the latency matrix. */
+  readonly plan: NetemPlan;
+  /** The `tc` commands run to apply it, in order (none when the plan asks for nothing). */
+  readonly commands: readonly string[];
+  /** True when every command succeeded before T. False: the repeat is an `error` of this node. */
+  readonly applied: boolean;
+  /** Epoch ms. */
+  readonly appliedAt?: number;
+  /** Why applying failed. */
+  readonly error?: string;
+  /** True once the emulation was removed after the command (also after a failure or an abort). */
+  readonly removed: boolean;
+  readonly removedAt?: number;
+  readonly removeError?: string;
 }

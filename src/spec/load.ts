@@ -159,7 +159,11 @@ function nodeAt(doc: Document, path: readonly PropertyKey[]): { range?: [number,
 
 function valueAt(input: unknown, path: readonly PropertyKey[]): unknown {
   let value = input;
-  for (const key of path) value = value && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  for (const key of path) {
+    // A shorthand (`provider: gce` for `provider: { kind: gce }`): the scalar is what was given.
+    if (value !== null && value !== undefined && typeof value !== 'object') return value;
+    value = value && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  }
   return value;
 }
 
@@ -212,6 +216,8 @@ function describeIssue(issue: z.core.$ZodIssue, got: unknown): string {
     case 'invalid_value':
       return `Expected one of ${issue.values.map((v) => `\`${String(v)}\``).join(', ')}, got ${shown}`;
     default:
+      // A refinement whose message already names the offending value says it once.
+      if (issue.code === 'custom' && (issue.params as { namesValue?: boolean } | undefined)?.namesValue) return issue.message;
       return `${issue.message}, got ${shown}`;
   }
 }

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.ts';
+import { networkProblems, networkSpec } from './network.ts';
 import { awsProvider } from './provider-aws.ts';
 import { matrixField, metricsField } from '../results/spec-fields.ts';
 
@@ -44,7 +45,12 @@ const group = z
 
 export const localProvider = z.strictObject({
   kind: z.literal('local'),
-  isolation: z.enum(['loopback']).default('loopback').describe('How instances are kept apart: `loopback` gives each its own 127.x.y.z address'),
+  isolation: z
+    .enum(['loopback', 'netns'])
+    .default('loopback')
+    .describe(
+      'How instances are kept apart: `loopback` gives each its own 127.x.y.z address; `netns` gives each its own network namespace and 198.18.x.y address (Linux, root, iproute2; needed for `network`)',
+    ),
 });
 
 export const provider = z.preprocess(
@@ -79,14 +85,22 @@ export const specSchema = z
         instance: duration.default(7_200_000).describe('Lifetime of an instance; its agent ends it when this expires'),
       })
       .default({ barrier: 600_000, setup: 1_800_000, run: 1_800_000, instance: 7_200_000 }),
+    keep: z
+      .boolean()
+      .default(false)
+      .describe('Keep the instances after the last repeat (until `timeouts.instance` or `lockstep down`) instead of ending them'),
     provider: provider.default({ kind: 'local', isolation: 'loopback' }),
     store: z.string().min(1).optional().describe('Store locator: a folder path or `s3://bucket/prefix`; default `.lockstep/store`'),
     metrics: metricsField,
     matrix: matrixField,
+    network: networkSpec.optional(),
   })
   .refine((spec) => spec.minInstances === undefined || spec.minInstances <= spec.instances, {
     message: '`minInstances` must not exceed `instances`',
     path: ['minInstances'],
+  })
+  .superRefine((spec, ctx) => {
+    for (const problem of networkProblems(spec)) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
   });
 
 export type SpecInput = z.input<typeof specSchema>;

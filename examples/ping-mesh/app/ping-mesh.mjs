@@ -91,6 +91,10 @@ const quantile = (q) => all[Math.min(all.length - 1, Math.floor(q * all.length))
 for (const { peerRank, rtts } of results) {
   const mean = rtts.reduce((a, b) => a + b, 0) / rtts.length;
   console.log(JSON.stringify({ metric: 'rtt_ms', value: Number(mean.toFixed(3)), peer: peerRank }));
+  const sorted = [...rtts].sort((a, b) => a - b);
+  for (const [metric, value] of [['rtt_min_ms', sorted[0]], ['rtt_median_ms', sorted[Math.floor(sorted.length / 2)]], ['rtt_max_ms', sorted.at(-1)]]) {
+    console.log(JSON.stringify({ metric, value: Number(value.toFixed(3)), peer: peerRank }));
+  }
 }
 console.log(JSON.stringify({ metric: 'rtt_p50_ms', value: Number(quantile(0.5).toFixed(3)) }));
 console.log(JSON.stringify({ metric: 'rtt_p99_ms', value: Number(quantile(0.99).toFixed(3)) }));

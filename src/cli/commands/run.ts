@@ -1,8 +1,10 @@
 import { defineCommand } from 'citty';
 import { Listr, type ListrTaskWrapper } from 'listr2';
+import { createInterface } from 'node:readline';
 import { runExperiment, type RunEvent, type RunOutcome } from '../../controller/run.ts';
 import type { RepeatStatus } from '../../controller/status.ts';
 import { loadSpec } from '../../spec/load.ts';
+import type { Spec } from '../../spec/schema.ts';
 import { EXIT } from '../errors.ts';
 import { jsonArg, repeatedOption, storeArg } from '../shared-args.ts';
 import { formatSummary, summarize } from '../summary.ts';
@@ -13,23 +15,52 @@ export default defineCommand({
     spec: { type: 'positional', description: 'The experiment spec (YAML)', required: true, valueHint: 'spec.yaml' },
     set: { type: 'string', description: 'Override a spec key, e.g. --set instances=16 --set params.atSize=38 (repeatable)', valueHint: 'key=value' },
     store: storeArg,
+    'dry-run': { type: 'boolean', description: 'Print the launch plan (and on AWS an hourly cost estimate and a permission check); launch nothing', default: false },
+    yes: { type: 'boolean', description: 'On Ctrl-C, end the run\'s instances without asking (the default with no terminal)', default: false },
     json: jsonArg,
   },
   async run({ args, rawArgs }) {
     const loaded = loadSpec(args.spec, { overrides: repeatedOption(rawArgs, 'set') });
+    if (args['dry-run']) {
+      await printPlan(loaded.spec, args.store, args.json);
+      return;
+    }
+    // Ctrl-C stops following the run; then the run's instances are ended, if the user says so.
     const interrupt = new AbortController();
-    const onSigint = () => interrupt.abort('interrupted');
-    process.once('SIGINT', onSigint);
+    const onSigint = () => {
+      if (interrupt.signal.aborted) return;
+      interrupt.abort('interrupted');
+    };
+    process.on('SIGINT', onSigint);
+    let stopDisplay = async () => {};
+    const confirmEnd = async ({ runId, instances }: { runId: string; instances: number }): Promise<boolean> => {
+      await stopDisplay();
+      if (args.yes || !process.stdin.isTTY) {
+        console.error(`Interrupted: ending the ${instances} instance(s) of ${runId}`);
+        return true;
+      }
+      return askYesNo(`Interrupted. End the ${instances} instance(s) of ${runId}? [Y/n] `);
+    };
     try {
       const outcome = args.json
-        ? await runExperiment({ loaded, store: args.store, signal: interrupt.signal })
-        : await runWithProgress(loaded.spec.instances, loaded.spec.repeats, (onEvent) => runExperiment({ loaded, store: args.store, signal: interrupt.signal, onEvent }));
+        ? await runExperiment({ loaded, store: args.store, signal: interrupt.signal, confirmEnd })
+        : await runWithProgress(loaded.spec.instances, loaded.spec.repeats, (onEvent, stop) => {
+            stopDisplay = stop;
+            return runExperiment({ loaded, store: args.store, signal: interrupt.signal, onEvent, confirmEnd });
+          });
       const summary = summarize(outcome.status);
       if (args.json) {
-        console.log(JSON.stringify({ runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, repeats: summary }, null, 2));
+        console.log(
+          JSON.stringify(
+            { runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], repeats: summary },
+            null,
+            2,
+          ),
+        );
       } else {
         console.log(formatSummary(outcome.runId, summary));
         if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
+        if (outcome.leftRunning?.length) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
         console.log(`Logs and results: lockstep logs ${outcome.runId}${args.store ? ` --store ${args.store}` : ''}`);
       }
       process.exitCode = interrupt.signal.aborted ? EXIT.interrupted : outcome.ok ? EXIT.ok : EXIT.failed;
@@ -39,25 +70,79 @@ export default defineCommand({
   },
 });
 
+async function printPlan(spec: Spec, store: string | undefined, json: boolean): Promise<void> {
+  if (spec.provider.kind === 'aws') {
+    const { describeLaunchPlan } = await import('./aws.ts');
+    const described = await describeLaunchPlan(spec, { store });
+    console.log(json ? JSON.stringify(described, null, 2) : described.text);
+    if (described.plan.problems.length > 0) process.exitCode = EXIT.badInput;
+    return;
+  }
+  const plan = { provider: 'local', instances: spec.instances, repeats: spec.repeats, isolation: spec.provider.isolation, store: store ?? spec.store ?? '.lockstep/store' };
+  console.log(
+    json
+      ? JSON.stringify(plan, null, 2)
+      : `Local plan: ${spec.instances} agent processes on this machine, each with its own loopback address; ${spec.repeats} repeat(s); store ${plan.store}. Nothing was launched.`,
+  );
+}
+
 interface Deferred {
   promise: Promise<void>;
+  settled: boolean;
   resolve(): void;
   reject(error: unknown): void;
 }
+
+/** Rejects the tasks a failed run never reached: they show as skipped, not failed. */
+class NotReached extends Error {}
 
 function deferred(): Deferred {
   let resolve!: () => void;
   let reject!: (error: unknown) => void;
   const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
   promise.catch(() => {});
-  return { promise, resolve, reject };
+  const d: Deferred = {
+    promise,
+    settled: false,
+    resolve: () => ((d.settled = true), resolve()),
+    reject: (error) => ((d.settled = true), reject(error)),
+  };
+  return d;
+}
+
+/** Waits for a step; a step the run never reached is shown as skipped. */
+async function step(d: Deferred, task: { skip(message?: string): void }, done: () => void = () => {}): Promise<void> {
+  try {
+    await d.promise;
+    done();
+  } catch (error) {
+    if (error instanceof NotReached) task.skip(error.message);
+    else throw error;
+  }
+}
+
+/** Asks on the terminal; Enter, or Ctrl-C again, means yes. */
+function askYesNo(question: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const prompt = createInterface({ input: process.stdin, output: process.stderr });
+    let answered = false;
+    const answer = (yes: boolean) => {
+      if (answered) return;
+      answered = true;
+      prompt.close();
+      resolve(yes);
+    };
+    prompt.on('SIGINT', () => answer(true));
+    prompt.on('close', () => answer(true));
+    prompt.question(question, (text) => answer(!/^\s*no?\s*$/i.test(text)));
+  });
 }
 
 /** Shows the run as a task list: store, artifact, agent, launch, then each repeat with live counts. */
 async function runWithProgress(
   instances: number,
   repeats: number,
-  start: (onEvent: (event: RunEvent) => void) => Promise<RunOutcome>,
+  start: (onEvent: (event: RunEvent) => void, stopDisplay: () => Promise<void>) => Promise<RunOutcome>,
 ): Promise<RunOutcome> {
   const phases = { store: deferred(), agent: deferred(), launch: deferred() };
   const repeatDone = Array.from({ length: repeats }, deferred);
@@ -89,27 +174,46 @@ async function runWithProgress(
   };
   const list = new Listr(
     [
-      { title: 'Store and artifact', task: async (_, task) => { await phases.store.promise; task.title = `Store ${details.store ?? ''}${details.artifact ? `, artifact ${details.artifact}` : ''}`; } },
-      { title: 'Agent bundle', task: async (_, task) => { await phases.agent.promise; task.title = `Agent ${details.agent ?? ''}`; } },
-      { title: `Launch ${instances} instances`, task: async (_, task) => { await phases.launch.promise; task.title = `Launched ${details.launch ?? ''}`; } },
+      { title: 'Store and artifact', task: (_, task) => step(phases.store, task, () => (task.title = `Store ${details.store ?? ''}${details.artifact ? `, artifact ${details.artifact}` : ''}`)) },
+      { title: 'Agent bundle', task: (_, task) => step(phases.agent, task, () => (task.title = `Agent ${details.agent ?? ''}`)) },
+      { title: `Launch ${instances} instances`, task: (_, task) => step(phases.launch, task, () => (task.title = `Launched ${details.launch ?? ''}`)) },
       ...repeatDone.map((done, i) => ({
         title: `Repeat ${i + 1}: waiting`,
         task: async (_: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
           repeatTasks[i] = task;
-          await done.promise;
+          await step(done, task);
         },
       })),
     ],
-    { exitOnError: false, concurrent: false, fallbackRendererCondition: () => !process.stdout.isTTY, rendererOptions: { collapseErrors: false } },
+    {
+      exitOnError: false,
+      concurrent: false,
+      fallbackRendererCondition: () => !process.stdout.isTTY,
+      rendererOptions: { collapseErrors: false },
+      // Ctrl-C is the run command's to handle: listr2's own handler would exit at once and leave the instances running.
+      registerSignalListeners: false,
+    },
   );
-  const shown = list.run().catch(() => {});
+  // The list appears with the run's first step: input refused before that stays one line.
+  let shown: Promise<void> | undefined;
+  const show = () => (shown ??= list.run().then(() => {}, () => {}));
+  const stopDisplay = async () => {
+    for (const d of [...Object.values(phases), ...repeatDone]) if (!d.settled) d.reject(new NotReached('interrupted'));
+    await shown;
+  };
   try {
-    return await start(onEvent);
+    return await start((event) => {
+      show();
+      onEvent(event);
+    }, stopDisplay);
   } catch (error) {
-    for (const d of [...Object.values(phases), ...repeatDone]) d.reject(error);
+    // The first task still open shows the error; the ones after it were not reached.
+    const all = [...Object.values(phases), ...repeatDone];
+    all.find((d) => !d.settled)?.reject(error);
+    for (const d of all) if (!d.settled) d.reject(new NotReached('not reached'));
     throw error;
   } finally {
-    for (const d of [...Object.values(phases), ...repeatDone]) d.reject(new Error('run ended'));
+    for (const d of [...Object.values(phases), ...repeatDone]) if (!d.settled) d.reject(new NotReached('not reached'));
     await shown;
   }
 }

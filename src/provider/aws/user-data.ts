@@ -30,7 +30,10 @@ export interface UserDataOptions {
   readonly powerOffCommand?: string;
   /** Instance metadata endpoint, exported as AWS_EC2_METADATA_SERVICE_ENDPOINT. Default: the SDK's (169.254.169.254). */
   readonly imdsEndpoint?: string;
-  /** Folder of the agent bundle and its work. Default `/opt/lockstep`. */
+  /**
+   * Folder of the agent bundle and its work (the agent gets it as LOCKSTEP_WORKDIR). A relative path
+   * is taken from the folder the script starts in. Default `/opt/lockstep`.
+   */
   readonly workDir?: string;
   /** Minutes the machine stays up after a failed boot or agent crash (time to look around). Default 5. */
   readonly failureGraceMinutes?: number;
@@ -145,6 +148,8 @@ export function renderUserData(boot: AgentBoot, options: UserDataOptions = {}): 
     'NODE="$(command -v node-20 || command -v node)"',
     'mkdir -p "$WORK_DIR"',
     'cd "$WORK_DIR"',
+    '# The agent works here too (absolute, whatever WORK_DIR was given as).',
+    'export LOCKSTEP_WORKDIR="$PWD"',
     'retry download_agent',
     '',
     '# 3. The agent: it learns the run and its identity from instance metadata and tags',

@@ -7,6 +7,7 @@ import { openStore } from '../../store/open.ts';
 import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
 import { LaunchError } from '../provider.ts';
 import { allocateAddresses } from './addresses.ts';
+import { checkNetnsSupport, createRunNetwork, inNamespace, removeRunNetwork, type RunNetwork } from './netns.ts';
 import { endProcessTree } from './processes.ts';
 import { isAgentAlive, lockstepHome, readRunStates, removeRunState, writeRunState, type LocalInstanceState } from './state.ts';
 
@@ -19,7 +20,9 @@ export interface LocalProviderOptions {
 
 /**
  * Instances as agent processes on this machine: each in its own process group, with its own
- * loopback address and working folder. Like an EC2 instance, each fetches the agent from the store.
+ * address and working folder. Like an EC2 instance, each fetches the agent from the store.
+ * `isolation: loopback` (default) gives each a loopback address 127.x.y.z; `isolation: netns` gives
+ * each a network namespace of its own with an address from 198.18.0.0/15 (see netns.ts).
  */
 export function createLocalProvider(options: LocalProviderOptions = {}): Provider {
   const home = options.home ?? lockstepHome();
@@ -28,9 +31,11 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
   return {
     kind: 'local',
     async launch(request: LaunchRequest): Promise<InstanceInfo[]> {
+      const netns = request.provider.kind === 'local' && request.provider.isolation === 'netns';
+      // Checked before anything is made: what is missing, and loopback mode as the alternative.
+      const ip = netns ? checkNetnsSupport({ store: request.boot.store }) : undefined;
       const states = await readRunStates(home);
       const inUse = new Set(states.flatMap((s) => s.instances.map((i) => i.address)));
-      const addresses = allocateAddresses(request.count, inUse);
       const runDir = join(home, 'local', 'work', request.runId);
       await mkdir(runDir, { recursive: true });
 
@@ -44,6 +49,12 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
         await store.dispose();
       }
 
+      let network: RunNetwork | undefined;
+      if (ip) {
+        network = await createRunNetwork({ runId: request.runId, count: request.count, expiresAt: request.boot.expiresAt, ip });
+        request.onProgress?.(`network: ${network.instances.length} namespaces on bridge ${network.bridge}`);
+      }
+      const addresses = network ? network.instances.map((i) => i.address) : allocateAddresses(request.count, inUse);
       const instances: LocalInstanceState[] = [];
       const save = () =>
         writeRunState(home, {
@@ -59,7 +70,8 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
           await mkdir(workDir, { recursive: true });
           const logFd = openSync(join(workDir, 'agent.log'), 'a');
           try {
-            const child = spawn(node, [agentPath], {
+            const command = network ? inNamespace(ip!, network.instances[index]!.namespace, [node, agentPath]) : { file: node, args: [agentPath] };
+            const child = spawn(command.file, command.args, {
               cwd: workDir,
               detached: true,
               stdio: ['ignore', logFd, logFd],
@@ -85,6 +97,7 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
         await save();
       } catch (error) {
         await Promise.all(instances.map((i) => endProcessTree(i.pid)));
+        if (network) await removeRunNetwork(request.runId).catch(() => {});
         await removeRunState(home, request.runId);
         throw new LaunchError(`Could not start local instances: ${(error as Error).message}`, [], { cause: error });
       }
@@ -114,7 +127,11 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
         const targets = state.instances.filter((i) => wanted.has(i.id));
         await Promise.all(targets.map(async (i) => ((await isAgentAlive(i.pid)) ? endProcessTree(i.pid) : undefined)));
         const stillListed = await Promise.all(state.instances.map(async (i) => ((await isAgentAlive(i.pid)) ? i : undefined)));
-        if (stillListed.every((i) => i === undefined)) await removeRunState(home, state.runId);
+        if (stillListed.every((i) => i === undefined)) {
+          // With the last agent gone, its namespaces, veths and bridge go too (netns mode).
+          await removeRunNetwork(state.runId);
+          await removeRunState(home, state.runId);
+        }
       }
     },
   };

@@ -1,0 +1,274 @@
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { delimiter, join } from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { NetemRecord } from '../core/manifest.ts';
+import { isEmptyPlan, isNone, type Impairment, type NetemPlan } from '../spec/network.ts';
+import { preciseNow } from '../util/clock.ts';
+import { interfaceFor } from './netstat.ts';
+
+/**
+ * Network emulation on the node's own interface, with `tc` (iproute2): netem for delay, jitter and
+ * loss, tbf for bandwidth, and for per-destination delays an htb tree with one class per
+ * destination group, chosen by u32 filters on the destination address. Applied before T, removed
+ * after the command; see docs/network.md.
+ */
+
+/** An htb class with no limit of its own (bits per second). */
+const UNLIMITED = '100gbit';
+const HTB_QUANTUM = '65536';
+/** How long a packet may wait in tbf's queue before it is dropped. */
+const TBF_LATENCY = '100ms';
+
+/** The arguments of every `tc` command that applies `plan` on `device`, in order. */
+export function tcCommands(device: string, plan: NetemPlan): string[][] {
+  if (isEmptyPlan(plan)) return [];
+  const dev = ['dev', device];
+  if (plan.rules.length === 0) {
+    const own = plan.default;
+    const netem = needsNetem(own);
+    const steps: string[][] = [];
+    if (netem) steps.push(['qdisc', 'replace', ...dev, 'root', 'handle', '1:', ...netemArgs(own)]);
+    if (own.rateBitsPerSecond) {
+      steps.push(
+        netem
+          ? ['qdisc', 'add', ...dev, 'parent', '1:1', 'handle', '10:', ...tbfArgs(own.rateBitsPerSecond)]
+          : ['qdisc', 'replace', ...dev, 'root', 'handle', '1:', ...tbfArgs(own.rateBitsPerSecond)],
+      );
+    }
+    return steps;
+  }
+  // An htb tree: 1:1 holds the node's bandwidth; 1:10 is the default; 1:11, 1:12, … one per rule.
+  const rate = plan.default.rateBitsPerSecond ? `${plan.default.rateBitsPerSecond}bit` : UNLIMITED;
+  const htbClass = (parent: string, id: string) => ['class', 'add', ...dev, 'parent', parent, 'classid', `1:${id}`, 'htb', 'rate', rate, 'ceil', rate, 'quantum', HTB_QUANTUM];
+  const steps: string[][] = [
+    ['qdisc', 'replace', ...dev, 'root', 'handle', '1:', 'htb', 'default', '10'],
+    htbClass('1:', '1'),
+    htbClass('1:1', '10'),
+  ];
+  if (needsNetem(plan.default)) steps.push(['qdisc', 'add', ...dev, 'parent', '1:10', 'handle', '10:', ...netemArgs(plan.default)]);
+  plan.rules.forEach((rule, index) => {
+    const id = (0x11 + index).toString(16);
+    steps.push(htbClass('1:1', id));
+    if (needsNetem(rule.impairment)) steps.push(['qdisc', 'add', ...dev, 'parent', `1:${id}`, 'handle', `${id}:`, ...netemArgs(rule.impairment)]);
+    for (const address of rule.to) {
+      steps.push(['filter', 'add', ...dev, 'parent', '1:', 'protocol', 'ip', 'prio', '1', 'u32', 'match', 'ip', 'dst', `${address}/32`, 'flowid', `1:${id}`]);
+    }
+  });
+  return steps;
+}
+
+function needsNetem(impairment: Impairment): boolean {
+  return !isNone({ ...impairment, rateBitsPerSecond: undefined });
+}
+
+function netemArgs({ delayMs = 0, jitterMs = 0, lossPercent = 0 }: Impairment): string[] {
+  // Room for 100k packets a second during the delay: netem's default (1000) drops at high rates.
+  const args = ['netem', 'limit', String(Math.max(1000, Math.ceil((delayMs + jitterMs) * 100)))];
+  if (delayMs || jitterMs) args.push('delay', microseconds(delayMs), ...(jitterMs ? [microseconds(jitterMs)] : []));
+  if (lossPercent) args.push('loss', `${lossPercent}%`);
+  return args;
+}
+
+function tbfArgs(bitsPerSecond: number): string[] {
+  // A burst of 4 ms at the rate, and never less than a jumbo frame.
+  const burst = Math.max(12_000, Math.ceil(bitsPerSecond / 8 / 250));
+  return ['tbf', 'rate', `${bitsPerSecond}bit`, 'burst', String(burst), 'latency', TBF_LATENCY];
+}
+
+const microseconds = (ms: number) => `${Math.round(ms * 1000)}us`;
+
+/** Longest a packet of `plan` waits in a queue: how long to let queues drain before removal. */
+function longestDelayMs(plan: NetemPlan): number {
+  return Math.max(...[plan.default, ...plan.rules.map((r) => r.impairment)].map((i) => (i.delayMs ?? 0) + (i.jitterMs ?? 0)));
+}
+
+export class NetemError extends Error {
+  override readonly name = 'NetemError';
+  constructor(
+    message: string,
+    readonly command?: string,
+    readonly stderr?: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface TcResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/** Runs `tc` with arguments (and `input` on stdin); never throws for a failing command (a failure is data). */
+export type TcRunner = (args: readonly string[], input?: string) => Promise<TcResult>;
+
+/** `tc` from `$LOCKSTEP_TC`, the PATH, or the sbin folders (root's PATH may lack them). */
+export function findTc(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (env.LOCKSTEP_TC) return env.LOCKSTEP_TC;
+  const folders = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/sbin'];
+  return folders.map((folder) => join(folder, 'tc')).find((path) => existsSync(path));
+}
+
+export function tcRunner(tc: string): TcRunner {
+  return (args, input) =>
+    new Promise((resolve) => {
+      const child = execFile(tc, [...args], { timeout: 10_000, encoding: 'utf8' }, (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
+        resolve({ code, stdout, stderr: stderr || (error && code === -1 ? error.message : '') });
+      });
+      child.stdin?.on('error', () => {});
+      child.stdin?.end(input ?? '');
+    });
+}
+
+export interface InterfaceChoice {
+  /** The node's address (hosts file). */
+  readonly address: string;
+  /**
+   * Where the address is on no interface (EC2 with public addresses), use the interface of the
+   * default route. Never for local instances: that is the host's own interface.
+   */
+  readonly allowDefaultRoute: boolean;
+}
+
+/** The interface netem goes on: the one that holds the node's address. */
+export async function primaryInterface(choice: InterfaceChoice): Promise<string> {
+  if (/^127\./.test(choice.address)) {
+    throw new NetemError(
+      `The node's address ${choice.address} is a loopback address: every loopback instance shares one interface, so netem cannot be applied per instance; use \`provider: { kind: local, isolation: netns }\``,
+    );
+  }
+  const found = interfaceFor(choice.address);
+  if (found) return found;
+  if (choice.allowDefaultRoute) {
+    const route = await defaultRouteInterface();
+    if (route) return route;
+  }
+  throw new NetemError(`No interface holds the node's address ${choice.address}, so there is no interface to apply netem on`);
+}
+
+/** The interface of the IPv4 default route, from /proc/net/route (Linux). */
+export async function defaultRouteInterface(): Promise<string | undefined> {
+  const table = await readFile('/proc/net/route', 'utf8').catch(() => '');
+  for (const line of table.split('\n').slice(1)) {
+    const [name, destination, , , , , , mask] = line.trim().split(/\s+/);
+    if (name && destination === '00000000' && mask === '00000000') return name;
+  }
+  return undefined;
+}
+
+export interface NetemSession {
+  /** What was asked, run and achieved so far; complete after `remove()`. */
+  readonly record: NetemRecord;
+  /** Lets queued packets leave, then removes the emulation. Never throws; the record says how it went. */
+  remove(): Promise<NetemRecord>;
+}
+
+export interface ApplyOptions {
+  readonly plan: NetemPlan;
+  readonly choice: InterfaceChoice;
+  /** Runs `tc` (default: the `tc` binary found by `findTc`). */
+  readonly tc?: TcRunner;
+}
+
+/**
+ * Applies `plan` on the node's interface. Never throws: a failure is in `record.error` (with
+ * `applied: false`), after whatever was half-applied has been removed again.
+ */
+export async function applyNetem(options: ApplyOptions): Promise<NetemSession> {
+  const { plan } = options;
+  let record: NetemRecord = { interface: null, plan, commands: [], applied: false, removed: false };
+  let device: string;
+  let tc: TcRunner;
+  try {
+    device = await primaryInterface(options.choice);
+    record = { ...record, interface: device };
+    if (options.tc) tc = options.tc;
+    else {
+      const binary = findTc();
+      if (!binary) throw new NetemError('The `tc` command (iproute2) is missing: install iproute2 on the instance');
+      tc = tcRunner(binary);
+    }
+  } catch (error) {
+    record = { ...record, error: (error as Error).message };
+    return { record, remove: async () => record };
+  }
+
+  const steps = tcCommands(device, plan);
+  record = { ...record, commands: steps.map((args) => ['tc', ...args].join(' ')) };
+  if (steps.length === 0) {
+    record = { ...record, applied: true, appliedAt: preciseNow(), removed: true };
+    return { record, remove: async () => record };
+  }
+
+  const removeNow = async (): Promise<TcResult> => tc(['qdisc', 'del', 'dev', device, 'root']);
+  // One tc process for all commands (a matrix over many nodes makes many filters); it stops at
+  // the first command that fails and names its line.
+  const result = await tc(['-batch', '-'], steps.map((args) => args.join(' ') + '\n').join(''));
+  if (result.code !== 0) {
+    await removeNow();
+    const line = Number(/Command failed -:(\d+)/.exec(result.stderr)?.[1] ?? 1);
+    record = { ...record, error: explain(steps[Math.min(Math.max(line, 1), steps.length) - 1]!, result) };
+    return { record, remove: async () => record };
+  }
+  record = { ...record, applied: true, appliedAt: preciseNow() };
+
+  let removal: Promise<NetemRecord> | undefined;
+  const session: NetemSession = {
+    get record() {
+      return record;
+    },
+    remove: () =>
+      (removal ??= (async () => {
+        await drain(tc, device, longestDelayMs(plan) * 2 + 1000);
+        const result = await removeNow();
+        record =
+          result.code === 0
+            ? { ...record, removed: true, removedAt: preciseNow() }
+            : { ...record, removed: false, removeError: `tc qdisc del dev ${device} root: ${firstLine(result.stderr) || `exit ${result.code}`}` };
+        return record;
+      })()),
+  };
+  return session;
+}
+
+/**
+ * Waits until the qdiscs on `device` hold no packet, at most `limitMs`: removing a qdisc drops
+ * what it holds, and a reply still in netem's queue would be lost (and resent late by TCP).
+ */
+async function drain(tc: TcRunner, device: string, limitMs: number): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  while (Date.now() < deadline) {
+    const shown = await tc(['-s', '-j', 'qdisc', 'show', 'dev', device]);
+    if (shown.code !== 0) return;
+    let queued = 0;
+    try {
+      queued = (JSON.parse(shown.stdout) as Array<{ qlen?: number }>).reduce((sum, q) => sum + (q.qlen ?? 0), 0);
+    } catch {
+      return;
+    }
+    if (queued === 0) return;
+    await delay(10);
+  }
+}
+
+/** A tc failure in words a person can act on. */
+function explain(args: readonly string[], result: TcResult): string {
+  const command = ['tc', ...args].join(' ');
+  const said = firstLine(result.stderr) || `exit ${result.code}`;
+  const kind = args.includes('netem') ? 'netem' : args.includes('htb') ? 'htb' : args.includes('tbf') ? 'tbf' : undefined;
+  if (kind && /qdisc kind is unknown|Unknown qdisc/i.test(result.stderr)) {
+    const what = kind === 'netem' ? 'delay, jitter and loss' : 'bandwidth limits and per-destination delays';
+    return `This kernel has no \`${kind}\` queueing discipline (sch_${kind}), which ${what} need: load it with \`modprobe sch_${kind}\` (some distributions ship it in a separate package such as kernel-modules-extra), or run on a kernel that has it (${command}: ${said})`;
+  }
+  if (/Operation not permitted|permission denied/i.test(result.stderr)) {
+    return `tc needs root (CAP_NET_ADMIN) to change the interface's queueing: run the agent as root (${command}: ${said})`;
+  }
+  return `${command}: ${said}`;
+}
+
+function firstLine(text: string): string {
+  return text.trim().split('\n')[0]?.trim() ?? '';
+}

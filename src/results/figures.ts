@@ -1,0 +1,226 @@
+import type { NodeResult, Outcome } from '../core/manifest.ts';
+import type { LocalRepeat, LocalRun } from './local-run.ts';
+import { quantileSorted, summarizeRepeats, type RepeatSummary } from './stats.ts';
+
+export type Unit = 'ms' | 'bytes' | 'count';
+
+/** One node in one repeat, as it recorded itself (`result.json`); times relative to the repeat. */
+export interface NodeFigures {
+  readonly repeat: number;
+  readonly rank: number;
+  readonly instanceId: string | null;
+  readonly address: string | null;
+  /** `missing`: the rank was expected but uploaded no result. */
+  readonly outcome: Outcome | 'missing';
+  readonly exitCode: number | null;
+  readonly barrierWaitMs: number | null;
+  readonly durationMs: number | null;
+  /** startedAt − the earliest startedAt of the repeat. */
+  readonly startOffsetMs: number | null;
+  /** startedAt − scheduledStartAt (T): how late this node started. */
+  readonly startLateMs: number | null;
+  readonly cpuUserMs: number | null;
+  readonly cpuSystemMs: number | null;
+  /** cpuUserMs + cpuSystemMs. */
+  readonly cpuMs: number | null;
+  readonly peakMemoryBytes: number | null;
+  readonly txBytes: number | null;
+  readonly rxBytes: number | null;
+  /** readyAt, barrierAt, startedAt, endedAt in ms since the repeat's earliest readyAt (for timelines). */
+  readonly timeline: { readonly readyMs: number; readonly barrierMs: number; readonly startMs: number; readonly endMs: number } | null;
+}
+
+/** The framework figures of one repeat. `null` where no node recorded the figure. */
+export interface RepeatFigures {
+  readonly repeat: number;
+  /** N: instances the repeat was for (members of its start record, else the run's `instances`). */
+  readonly expected: number;
+  /** Ranks that uploaded a result. */
+  readonly nodes: number;
+  readonly succeeded: number;
+  /** Ranks whose outcome was not `success`, or that uploaded no result. */
+  readonly failed: number;
+  readonly failedRanks: readonly number[];
+  /** Instances that wrote a failure record (could not take part). */
+  readonly instanceFailures: ReadonlyArray<{ readonly instanceId: string; readonly stage: string; readonly error: string }>;
+  /** True when the barrier closed on a quorum. */
+  readonly quorum: boolean;
+  readonly values: Readonly<Record<RepeatFigureKey, number | null>>;
+  readonly perNode: readonly NodeFigures[];
+}
+
+/** Every scalar figure of a repeat, with its label and unit: the table, CSV, JSON and charts use this list. */
+export const REPEAT_FIGURES = [
+  { key: 'n', label: 'N', unit: 'count' },
+  { key: 'succeeded', label: 'ok', unit: 'count' },
+  { key: 'failed', label: 'failed', unit: 'count' },
+  { key: 'barrierWaitMedianMs', label: 'barrier wait (median)', unit: 'ms' },
+  { key: 'barrierWaitMaxMs', label: 'barrier wait (max)', unit: 'ms' },
+  { key: 'startSkewMs', label: 'start skew', unit: 'ms' },
+  { key: 'durationMedianMs', label: 'duration (median)', unit: 'ms' },
+  { key: 'durationMaxMs', label: 'duration (max)', unit: 'ms' },
+  { key: 'cpuTotalMs', label: 'CPU time (sum)', unit: 'ms' },
+  { key: 'cpuMaxMs', label: 'CPU time (max)', unit: 'ms' },
+  { key: 'peakMemoryMaxBytes', label: 'peak memory (max)', unit: 'bytes' },
+  { key: 'txTotalBytes', label: 'bytes sent (sum)', unit: 'bytes' },
+  { key: 'rxTotalBytes', label: 'bytes received (sum)', unit: 'bytes' },
+  { key: 'txMaxBytes', label: 'bytes sent (max node)', unit: 'bytes' },
+  { key: 'rxMaxBytes', label: 'bytes received (max node)', unit: 'bytes' },
+] as const satisfies ReadonlyArray<{ key: string; label: string; unit: Unit }>;
+
+export type RepeatFigureKey = (typeof REPEAT_FIGURES)[number]['key'];
+
+export interface RunFigures {
+  readonly repeats: readonly RepeatFigures[];
+  /** Each repeat figure over the repeats that have it: mean, sd, 95% CI. */
+  readonly overRepeats: Readonly<Record<RepeatFigureKey, RepeatSummary>>;
+  /** Ranks that failed (or went missing) in at least one repeat, with the repeats. */
+  readonly failuresByRank: ReadonlyArray<{ readonly rank: number; readonly repeats: readonly number[] }>;
+}
+
+export function computeFigures(run: LocalRun): RunFigures {
+  const repeats = run.repeats.map((repeat) => repeatFigures(repeat, run.manifest.instances));
+  const overRepeats = Object.fromEntries(
+    REPEAT_FIGURES.map(({ key }) => [key, summarizeRepeats(repeats.filter((r) => r.nodes > 0).map((r) => r.values[key]))]),
+  ) as Record<RepeatFigureKey, RepeatSummary>;
+  const byRank = new Map<number, number[]>();
+  for (const repeat of repeats) {
+    for (const rank of repeat.failedRanks) byRank.set(rank, [...(byRank.get(rank) ?? []), repeat.repeat]);
+  }
+  const failuresByRank = [...byRank].sort(([a], [b]) => a - b).map(([rank, list]) => ({ rank, repeats: list }));
+  return { repeats, overRepeats, failuresByRank };
+}
+
+export function repeatFigures(repeat: LocalRepeat, instances: number): RepeatFigures {
+  const expected = repeat.start?.members.length ?? instances;
+  const results = repeat.nodes.filter((n) => n.result).map((n) => n.result!);
+  const earliestStart = minOf(results.map((r) => r.startedAt));
+  const earliestReady = minOf(results.map((r) => r.readyAt));
+
+  const perNode: NodeFigures[] = repeat.nodes.map((node) =>
+    node.result ? nodeFigures(repeat.repeat, node.result, earliestStart, earliestReady) : missingNode(repeat.repeat, node.rank),
+  );
+  const present = new Set(perNode.filter((n) => n.outcome !== 'missing').map((n) => n.rank));
+  for (let rank = 0; rank < expected; rank++) {
+    if (!present.has(rank) && !perNode.some((n) => n.rank === rank)) perNode.push(missingNode(repeat.repeat, rank));
+  }
+  perNode.sort((a, b) => a.rank - b.rank);
+
+  const failedRanks = perNode.filter((n) => n.outcome !== 'success').map((n) => n.rank);
+  const starts = results.map((r) => r.startedAt).filter(isNumber);
+  const values: Record<RepeatFigureKey, number | null> = {
+    n: expected,
+    succeeded: perNode.filter((n) => n.outcome === 'success').length,
+    failed: failedRanks.length,
+    barrierWaitMedianMs: median(perNode.map((n) => n.barrierWaitMs)),
+    barrierWaitMaxMs: maxOf(perNode.map((n) => n.barrierWaitMs)),
+    startSkewMs: starts.length > 0 ? Math.max(...starts) - Math.min(...starts) : null,
+    durationMedianMs: median(perNode.map((n) => n.durationMs)),
+    durationMaxMs: maxOf(perNode.map((n) => n.durationMs)),
+    cpuTotalMs: sumOf(perNode.map((n) => n.cpuMs)),
+    cpuMaxMs: maxOf(perNode.map((n) => n.cpuMs)),
+    peakMemoryMaxBytes: maxOf(perNode.map((n) => n.peakMemoryBytes)),
+    txTotalBytes: sumOf(perNode.map((n) => n.txBytes)),
+    rxTotalBytes: sumOf(perNode.map((n) => n.rxBytes)),
+    txMaxBytes: maxOf(perNode.map((n) => n.txBytes)),
+    rxMaxBytes: maxOf(perNode.map((n) => n.rxBytes)),
+  };
+  return {
+    repeat: repeat.repeat,
+    expected,
+    nodes: results.length,
+    succeeded: values.succeeded!,
+    failed: failedRanks.length,
+    failedRanks,
+    instanceFailures: repeat.failures.map((f) => ({ instanceId: f.instanceId, stage: f.stage, error: f.error })),
+    quorum: repeat.start?.quorum ?? false,
+    values,
+    perNode,
+  };
+}
+
+function nodeFigures(repeat: number, r: NodeResult, earliestStart: number | null, earliestReady: number | null): NodeFigures {
+  const cpuMs = isNumber(r.cpuUserMs) && isNumber(r.cpuSystemMs) ? r.cpuUserMs + r.cpuSystemMs : null;
+  const times = [r.readyAt, r.barrierAt, r.startedAt, r.endedAt];
+  return {
+    repeat,
+    rank: r.rank,
+    instanceId: r.instanceId ?? null,
+    address: r.address ?? null,
+    outcome: r.outcome,
+    exitCode: r.exitCode ?? null,
+    barrierWaitMs: numberOrNull(r.barrierWaitMs),
+    durationMs: numberOrNull(r.durationMs),
+    startOffsetMs: isNumber(r.startedAt) && earliestStart !== null ? r.startedAt - earliestStart : null,
+    startLateMs: isNumber(r.startedAt) && isNumber(r.scheduledStartAt) ? r.startedAt - r.scheduledStartAt : null,
+    cpuUserMs: numberOrNull(r.cpuUserMs),
+    cpuSystemMs: numberOrNull(r.cpuSystemMs),
+    cpuMs,
+    peakMemoryBytes: numberOrNull(r.peakMemoryBytes),
+    txBytes: numberOrNull(r.network?.txBytes),
+    rxBytes: numberOrNull(r.network?.rxBytes),
+    timeline:
+      times.every(isNumber) && earliestReady !== null
+        ? {
+            readyMs: r.readyAt - earliestReady,
+            barrierMs: r.barrierAt - earliestReady,
+            startMs: r.startedAt - earliestReady,
+            endMs: r.endedAt - earliestReady,
+          }
+        : null,
+  };
+}
+
+function missingNode(repeat: number, rank: number): NodeFigures {
+  return {
+    repeat,
+    rank,
+    instanceId: null,
+    address: null,
+    outcome: 'missing',
+    exitCode: null,
+    barrierWaitMs: null,
+    durationMs: null,
+    startOffsetMs: null,
+    startLateMs: null,
+    cpuUserMs: null,
+    cpuSystemMs: null,
+    cpuMs: null,
+    peakMemoryBytes: null,
+    txBytes: null,
+    rxBytes: null,
+    timeline: null,
+  };
+}
+
+function isNumber(value: unknown): value is number {
+  return typeof value === 'number' && Number.isFinite(value);
+}
+
+function numberOrNull(value: unknown): number | null {
+  return isNumber(value) ? value : null;
+}
+
+function present(values: ReadonlyArray<number | null | undefined>): number[] {
+  return values.filter(isNumber);
+}
+
+function minOf(values: ReadonlyArray<number | null | undefined>): number | null {
+  const list = present(values);
+  return list.length > 0 ? Math.min(...list) : null;
+}
+
+function maxOf(values: ReadonlyArray<number | null | undefined>): number | null {
+  const list = present(values);
+  return list.length > 0 ? Math.max(...list) : null;
+}
+
+function sumOf(values: ReadonlyArray<number | null | undefined>): number | null {
+  const list = present(values);
+  return list.length > 0 ? list.reduce((a, b) => a + b, 0) : null;
+}
+
+function median(values: ReadonlyArray<number | null | undefined>): number | null {
+  const list = present(values);
+  return list.length > 0 ? quantileSorted(Float64Array.from(list).sort(), 0.5) : null;
+}

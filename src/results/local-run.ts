@@ -1,0 +1,80 @@
+import { existsSync } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { nodeFiles } from '../core/layout.ts';
+import type { FailureRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
+import { LocalResultsMissingError } from './errors.ts';
+
+/** A run as downloaded: `<dir>/manifest.json`, `<dir>/repeat-<r>/rank-<k>/…`. */
+export interface LocalRun {
+  readonly runId: string;
+  readonly dir: string;
+  readonly manifest: RunManifest;
+  /** Repeats 1…manifest.repeats (and any other found), in order. */
+  readonly repeats: readonly LocalRepeat[];
+}
+
+export interface LocalRepeat {
+  readonly repeat: number;
+  readonly dir: string;
+  readonly start?: StartRecord;
+  /** Ranks with a folder, in rank order. */
+  readonly nodes: readonly LocalNode[];
+  /** Instances that could not take part (`failures/<instanceId>.json`). */
+  readonly failures: readonly FailureRecord[];
+}
+
+export interface LocalNode {
+  readonly rank: number;
+  readonly dir: string;
+  /** Absent when the node uploaded no (readable) result.json. */
+  readonly result?: NodeResult;
+}
+
+/** Reads a downloaded run's records (not its logs: those are streamed by the metrics). */
+export async function loadLocalRun(dir: string): Promise<LocalRun> {
+  const manifest = await readJson<RunManifest>(join(dir, 'manifest.json'));
+  if (!manifest) throw new LocalResultsMissingError(dir);
+
+  const found = new Set<number>();
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const match = /^repeat-(\d+)$/.exec(entry.name);
+    if (entry.isDirectory() && match) found.add(Number(match[1]));
+  }
+  for (let r = 1; r <= manifest.repeats; r++) found.add(r);
+
+  const repeats: LocalRepeat[] = [];
+  for (const repeat of [...found].sort((a, b) => a - b)) repeats.push(await loadRepeat(join(dir, `repeat-${repeat}`), repeat));
+  return { runId: manifest.runId, dir, manifest, repeats };
+}
+
+async function loadRepeat(dir: string, repeat: number): Promise<LocalRepeat> {
+  if (!existsSync(dir)) return { repeat, dir, nodes: [], failures: [] };
+  const nodes: LocalNode[] = [];
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const match = /^rank-(\d+)$/.exec(entry.name);
+    if (!entry.isDirectory() || !match) continue;
+    const nodeDir = join(dir, entry.name);
+    nodes.push({ rank: Number(match[1]), dir: nodeDir, result: await readJson<NodeResult>(join(nodeDir, nodeFiles.result)) });
+  }
+  nodes.sort((a, b) => a.rank - b.rank);
+
+  const failures: FailureRecord[] = [];
+  const failureDir = join(dir, 'failures');
+  if (existsSync(failureDir)) {
+    for (const name of (await readdir(failureDir)).sort()) {
+      if (!name.endsWith('.json')) continue;
+      const record = await readJson<FailureRecord>(join(failureDir, name));
+      if (record) failures.push(record);
+    }
+  }
+  return { repeat, dir, start: await readJson<StartRecord>(join(dir, 'start.json')), nodes, failures };
+}
+
+async function readJson<T>(path: string): Promise<T | undefined> {
+  try {
+    return JSON.parse(await readFile(path, 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}

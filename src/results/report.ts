@@ -1,0 +1,99 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ParamValue } from '../spec/schema.ts';
+import { computeFigures, type RunFigures } from './figures.ts';
+import { loadLocalRun, type LocalRun } from './local-run.ts';
+import { pointLabel } from './matrix.ts';
+import { extractMetrics, metricsOfManifest, type ExtractOptions, type MetricReport } from './metrics.ts';
+import type { Matrix, MatrixValue, MetricSpec } from './spec-fields.ts';
+import type { SweepRecord } from './sweep-layout.ts';
+
+/** Everything `lockstep results` knows about one run: the JSON output is this object. */
+export interface RunReport {
+  readonly kind: 'run';
+  readonly runId: string;
+  readonly name: string;
+  readonly createdAt: string;
+  readonly instances: number;
+  /** Repeats the run asked for (figures hold every repeat found). */
+  readonly repeatsPlanned: number;
+  readonly params: Readonly<Record<string, ParamValue>>;
+  /** Local folder the run was analysed from. */
+  readonly dir: string;
+  readonly figures: RunFigures;
+  readonly metrics: readonly MetricReport[];
+}
+
+/** A sweep: one run report per point, with the point's matrix values. */
+export interface SweepReport {
+  readonly kind: 'sweep';
+  readonly sweepId: string;
+  readonly name: string;
+  readonly createdAt: string;
+  readonly matrix: Matrix;
+  /** Matrix keys, in the matrix's order. */
+  readonly keys: readonly string[];
+  readonly points: readonly SweepPointReport[];
+}
+
+export interface SweepPointReport {
+  readonly index: number;
+  readonly values: Readonly<Record<string, MatrixValue>>;
+  readonly label: string;
+  readonly runId: string | null;
+  /** Null when the point has no run yet (or its run has no manifest yet). */
+  readonly run: RunReport | null;
+}
+
+export type Report = RunReport | SweepReport;
+
+export interface AnalyseOptions extends ExtractOptions {
+  /** Metrics to extract instead of those the run's spec declared. */
+  readonly metrics?: readonly MetricSpec[];
+}
+
+/** Analyses a downloaded run folder: framework figures and user metrics. */
+export async function analyseRun(dir: string, options: AnalyseOptions = {}): Promise<RunReport> {
+  const run = await loadLocalRun(dir);
+  return reportOf(run, options);
+}
+
+export async function reportOf(run: LocalRun, options: AnalyseOptions = {}): Promise<RunReport> {
+  const { manifest } = run;
+  const metrics = await extractMetrics(run, options.metrics ?? metricsOfManifest(manifest), options);
+  return {
+    kind: 'run',
+    runId: manifest.runId,
+    name: manifest.name,
+    createdAt: manifest.createdAt,
+    instances: manifest.instances,
+    repeatsPlanned: manifest.repeats,
+    params: manifest.params,
+    dir: run.dir,
+    figures: computeFigures(run),
+    metrics,
+  };
+}
+
+/** Analyses every point of a sweep whose run is downloaded (`dirOf(runId)`). */
+export async function analyseSweep(
+  record: SweepRecord,
+  dirOf: (runId: string) => string,
+  options: AnalyseOptions = {},
+): Promise<SweepReport> {
+  const points: SweepPointReport[] = [];
+  for (const point of record.points) {
+    const dir = point.runId ? dirOf(point.runId) : undefined;
+    const run = dir && existsSync(join(dir, 'manifest.json')) ? await analyseRun(dir, options) : null;
+    points.push({ index: point.index, values: point.values, label: pointLabel(point.values), runId: point.runId ?? null, run });
+  }
+  return {
+    kind: 'sweep',
+    sweepId: record.sweepId,
+    name: record.name,
+    createdAt: record.createdAt,
+    matrix: record.matrix,
+    keys: Object.keys(record.matrix),
+    points,
+  };
+}

@@ -1,0 +1,170 @@
+import { REPEAT_FIGURES } from './figures.ts';
+import { formatValue } from './format.ts';
+import { METRIC_STATS } from './metrics.ts';
+import type { Report, RunReport, SweepReport } from './report.ts';
+import type { RepeatSummary } from './stats.ts';
+
+/** Which number of the flat rows (CSV) a table cell shows: see `rows.ts`. */
+export interface CellRef {
+  readonly run: string;
+  readonly kind: 'figure' | 'metric';
+  readonly repeat: number | 'all';
+  readonly name: string;
+  readonly stat: string;
+  readonly aggregate: 'value' | 'mean' | 'sd' | 'ci95_low' | 'ci95_high' | 'n';
+}
+
+export interface Cell {
+  /** The whole cell as printed in the terminal. */
+  readonly text: string;
+  /** A trailing part of `text` (a confidence interval) that the HTML report shows on a second line. */
+  readonly detail?: string;
+  /** The numbers shown, each formatted into `text`. */
+  readonly refs?: readonly CellRef[];
+}
+
+export interface Table {
+  readonly title: string;
+  readonly columns: readonly string[];
+  readonly rows: ReadonlyArray<readonly Cell[]>;
+  /** Lines printed under the table (failures, hints). */
+  readonly notes: readonly string[];
+}
+
+/** Per-repeat columns shown in the terminal; more repeats show only the over-repeat columns (all are in --csv). */
+export const MAX_REPEAT_COLUMNS = 8;
+
+export function reportTables(report: Report): Table[] {
+  return report.kind === 'run' ? runTables(report) : [sweepTable(report)];
+}
+
+/** One table: a row per figure and metric statistic, a column per repeat, then mean, sd, 95% CI over repeats. */
+export function runTables(report: RunReport): Table[] {
+  const { figures, runId } = report;
+  const repeats = figures.repeats;
+  const shownRepeats = repeats.length <= MAX_REPEAT_COLUMNS ? repeats.map((r) => r.repeat) : [];
+  const overRepeats = repeats.length > 1;
+  const columns = [
+    'figure',
+    ...shownRepeats.map((r) => (repeats.length === 1 ? 'value' : `r${r}`)),
+    ...(overRepeats ? ['mean', 'sd', '95% CI'] : []),
+  ];
+
+  const rows: Cell[][] = [];
+  for (const figure of REPEAT_FIGURES) {
+    const ref = (repeat: number | 'all', aggregate: CellRef['aggregate']): CellRef => ({
+      run: runId,
+      kind: 'figure',
+      repeat,
+      name: figure.key,
+      stat: '',
+      aggregate,
+    });
+    rows.push([
+      { text: figure.label },
+      ...shownRepeats.map((r) => {
+        const value = repeats.find((x) => x.repeat === r)?.values[figure.key] ?? null;
+        return { text: formatValue(value, figure.unit), refs: [ref(r, 'value')] };
+      }),
+      ...(overRepeats ? summaryCells(figures.overRepeats[figure.key], figure.unit, (a) => ref('all', a)) : []),
+    ]);
+  }
+  for (const metric of report.metrics) {
+    for (const stat of [...METRIC_STATS, 'samples'] as const) {
+      const unit = stat === 'samples' ? 'count' : metric.unit;
+      const ref = (repeat: number | 'all', aggregate: CellRef['aggregate']): CellRef => ({
+        run: runId,
+        kind: 'metric',
+        repeat,
+        name: metric.name,
+        stat,
+        aggregate,
+      });
+      rows.push([
+        { text: `${metric.name} ${stat}` },
+        ...shownRepeats.map((r) => {
+          const repeat = metric.repeats.find((x) => x.repeat === r);
+          const value = stat === 'samples' ? (repeat?.samples ?? null) : (repeat?.stats?.[stat] ?? null);
+          return { text: formatValue(value, unit), refs: [ref(r, 'value')] };
+        }),
+        ...(overRepeats && stat !== 'samples' ? summaryCells(metric.overRepeats[stat], unit, (a) => ref('all', a)) : []),
+        ...(overRepeats && stat === 'samples' ? [{ text: '' }, { text: '' }, { text: '' }] : []),
+      ]);
+    }
+  }
+
+  const notes: string[] = [];
+  if (shownRepeats.length === 0) notes.push(`${repeats.length} repeats: per-repeat values are in --csv, --json and the HTML report`);
+  for (const { rank, repeats: failed } of figures.failuresByRank) {
+    notes.push(`rank ${rank} failed in repeat${failed.length > 1 ? 's' : ''} ${failed.join(', ')}`);
+  }
+  for (const repeat of repeats) {
+    for (const f of repeat.instanceFailures) notes.push(`repeat ${repeat.repeat}: instance ${f.instanceId} failed at ${f.stage}: ${f.error}`);
+    if (repeat.quorum) notes.push(`repeat ${repeat.repeat}: barrier closed on a quorum`);
+  }
+  const title = `${report.name} · run ${runId} · N=${report.instances} · ${repeats.length} repeat${repeats.length === 1 ? '' : 's'}`;
+  return [{ title, columns, rows, notes }];
+}
+
+function summaryCells(summary: RepeatSummary, unit: string | null, ref: (a: CellRef['aggregate']) => CellRef): Cell[] {
+  return [
+    { text: formatValue(summary.mean, unit), refs: [ref('mean')] },
+    { text: formatValue(summary.sd, unit), refs: [ref('sd')] },
+    summary.ci95
+      ? { text: `${formatValue(summary.ci95[0], unit)} … ${formatValue(summary.ci95[1], unit)}`, refs: [ref('ci95_low'), ref('ci95_high')] }
+      : { text: '–' },
+  ];
+}
+
+/** A row per point: its matrix values, then each headline figure and metric mean as mean [95% CI] over repeats. */
+export function sweepTable(report: SweepReport): Table {
+  const metricNames = [...new Set(report.points.flatMap((p) => p.run?.metrics.map((m) => m.name) ?? []))];
+  const figures = REPEAT_FIGURES.filter((f) => ['failed', 'startSkewMs', 'durationMedianMs', 'durationMaxMs'].includes(f.key));
+  const columns = [...report.keys, 'run', 'repeats', ...figures.map((f) => f.label), ...metricNames.map((m) => `${m} (mean)`)];
+  const rows: Cell[][] = report.points.map((point) => {
+    const run = point.run;
+    const keyCells = report.keys.map((key) => ({ text: String(point.values[key]) }));
+    if (!run) return [...keyCells, { text: 'not run' }, ...columns.slice(keyCells.length + 1).map(() => ({ text: '' }))];
+    const cell = (summary: RepeatSummary, unit: string | null, base: Omit<CellRef, 'aggregate'>): Cell => {
+      const refs: CellRef[] = [{ ...base, aggregate: 'mean' }];
+      const text = formatValue(summary.mean, unit);
+      if (!summary.ci95) return { text, refs };
+      refs.push({ ...base, aggregate: 'ci95_low' }, { ...base, aggregate: 'ci95_high' });
+      const detail = `[${formatValue(summary.ci95[0], unit)}, ${formatValue(summary.ci95[1], unit)}]`;
+      return { text: `${text} ${detail}`, detail, refs };
+    };
+    return [
+      ...keyCells,
+      { text: run.runId },
+      { text: String(run.figures.repeats.length) },
+      ...figures.map((f) =>
+        cell(run.figures.overRepeats[f.key], f.unit, { run: run.runId, kind: 'figure', repeat: 'all', name: f.key, stat: '' }),
+      ),
+      ...metricNames.map((name) => {
+        const metric = run.metrics.find((m) => m.name === name);
+        if (!metric) return { text: '–' };
+        return cell(metric.overRepeats.mean, metric.unit, { run: run.runId, kind: 'metric', repeat: 'all', name, stat: 'mean' });
+      }),
+    ];
+  });
+  return { title: `${report.name} · sweep ${report.sweepId} · ${report.points.length} points`, columns, rows, notes: [] };
+}
+
+/** Plain text: a title line, aligned columns (text left, numbers right), notes. */
+export function renderTable(table: Table): string {
+  const widths = table.columns.map((column, i) => Math.max(column.length, ...table.rows.map((row) => row[i]?.text.length ?? 0)));
+  const numeric = table.columns.map((_, i) => i > 0 && table.rows.some((row) => row[i]?.refs));
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((text, i) => (numeric[i] ? text.padStart(widths[i]!) : text.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  const out = [table.title, '', line(table.columns), line(widths.map((w) => '─'.repeat(w)))];
+  for (const row of table.rows) out.push(line(row.map((c) => c.text)));
+  if (table.notes.length > 0) out.push('', ...table.notes);
+  return out.join('\n') + '\n';
+}
+
+export function renderTables(tables: readonly Table[]): string {
+  return tables.map(renderTable).join('\n');
+}
