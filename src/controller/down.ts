@@ -6,6 +6,7 @@ import type { Provider } from '../provider/provider.ts';
 import { provider as providerSchema, type ProviderSpec } from '../spec/schema.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
 import { createProvider } from './providers.ts';
+import { openReachableStore } from './reachable.ts';
 import { loadManifest } from './status.ts';
 
 /** `runs/<runId>/abort.json`: agents that see it end their command, upload its logs and end. */
@@ -86,7 +87,6 @@ export interface DownOutcome extends EndRunOutcome {
 
 /** `lockstep down <runId>`: tells the run's agents to stop and ends its instances. */
 export async function downRun(options: DownOptions): Promise<DownOutcome> {
-  const { openReachableStore } = await import('./run.ts');
   const store = await openReachableStore(options.store, options.cwd);
   try {
     const manifest = await loadManifest(store, options.runId);

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { lockstep } from '../helpers/cli.ts';
@@ -88,4 +88,31 @@ describe('lockstep CLI: runs', () => {
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(/repeat 1 rank 2 \(local-[0-9a-f]+\): failed, exit 1/);
   });
+
+  it('runs a sweep: one run per matrix point, recorded under one sweep id', () => {
+    const { cwd, env } = project(good + 'params:\n  mode: a\nmatrix:\n  instances: [1, 2]\n  params.mode: [a, b]\n');
+    const run = lockstep(['run', 'spec.yaml', '--json'], { cwd, env });
+    expect(run.status).toBe(0);
+    const sweep = JSON.parse(run.stdout);
+    expect(sweep.runs.map((r: { values: object }) => r.values)).toEqual([
+      { instances: 1, 'params.mode': 'a' },
+      { instances: 1, 'params.mode': 'b' },
+      { instances: 2, 'params.mode': 'a' },
+      { instances: 2, 'params.mode': 'b' },
+    ]);
+    expect(sweep.runs.every((r: { ok: boolean }) => r.ok)).toBe(true);
+    const record = JSON.parse(readFileSync(join(cwd, '.lockstep', 'store', 'sweeps', `${sweep.sweepId}.json`), 'utf8'));
+    expect(record.points.map((p: { runId?: string }) => p.runId)).toEqual(sweep.runs.map((r: { runId: string }) => r.runId));
+    const status = JSON.parse(lockstep(['status', sweep.runs[3].runId, '--json'], { cwd, env }).stdout);
+    expect(status.repeats[0].members).toBe(2);
+  });
+
+  it('refuses a sweep with a bad point before launching anything', () => {
+    const { cwd, env } = project(good + 'matrix:\n  instances: [2, 0]\n');
+    const run = lockstep(['run', 'spec.yaml'], { cwd, env });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toContain('instances');
+    expect(existsSync(join(cwd, '.lockstep', 'store', 'runs'))).toBe(false);
+  });
 });
+

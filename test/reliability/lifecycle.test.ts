@@ -182,6 +182,36 @@ describe('Ctrl-C during lockstep run', () => {
     expect(pids.some(alive)).toBe(false);
   });
 
+  it('in a terminal, asks; `n` leaves the instances running and they finish the run by themselves', async () => {
+    const p = (current = project(base('asked', ['repeats: 2', 'run: sleep 2; echo "done $LOCKSTEP_RANK"'])));
+    // `script` gives the controller a terminal; Ctrl-C is typed into it, as a user would.
+    const env = { ...process.env, LOCKSTEP_HOME: p.home, COLUMNS: '200' } as Record<string, string>;
+    const child = spawn('script', ['-qfec', `${process.execPath} ${BIN} run spec.yaml --store ${p.store}`, '/dev/null'], { cwd: p.dir, env, stdio: ['pipe', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    const runId = await waitFor('the run to launch', () => {
+      const names = existsSync(localRunsDir(p.home)) ? readdirSync(localRunsDir(p.home)) : [];
+      return names[0]?.replace(/\.json$/, '');
+    });
+    await waitFor('repeat 1 to start', () => existsSync(join(p.store, layout.start(runId, 1))));
+    child.stdin.write('\x03');
+    await waitFor('the question', () => output.includes(`Interrupted. End the 2 instance(s) of ${runId}? [Y/n]`));
+    child.stdin.write('n\r');
+    expect(await exited).toBe(130);
+    expect(output).toMatch(/Left running: local-[0-9a-f]+, local-[0-9a-f]+; end them with `lockstep down /);
+    const status = await waitFor(
+      'the agents to finish',
+      () => {
+        const shown = JSON.parse(lockstep(['status', runId, '--store', p.store, '--json'], { cwd: p.dir, env: { LOCKSTEP_HOME: p.home } }).stdout);
+        return shown.state === 'done' ? shown : undefined;
+      },
+      30_000,
+    );
+    expect(status.repeats.map((r: { succeeded: number }) => r.succeeded)).toEqual([2, 2]);
+  });
+
   it('when told not to end them, the instances go on by themselves and finish the run', async () => {
     const p = (current = project(base('left-running', ['repeats: 2', 'run: sleep 1; echo "done $LOCKSTEP_RANK"'])));
     const interrupt = new AbortController();

@@ -1,9 +1,14 @@
 import { defineCommand } from 'citty';
 import { Listr, type ListrTaskWrapper } from 'listr2';
 import { createInterface } from 'node:readline';
-import { runExperiment, type RunEvent, type RunOutcome } from '../../controller/run.ts';
+import { newRunId } from '../../controller/run-id.ts';
+import { runExperiment, storeLocatorFor, type RunEvent, type RunOutcome } from '../../controller/run.ts';
+import { matrixPoints, pointLabel } from '../../results/matrix.ts';
+import { recordSweepRun, writeSweepRecord } from '../../results/sweep-layout.ts';
+import { openStore } from '../../store/open.ts';
+import type { Store } from '../../store/store.ts';
 import type { RepeatStatus } from '../../controller/status.ts';
-import { loadSpec } from '../../spec/load.ts';
+import { loadSpec, type LoadedSpec } from '../../spec/load.ts';
 import type { Spec } from '../../spec/schema.ts';
 import { EXIT } from '../errors.ts';
 import { jsonArg, repeatedOption, storeArg } from '../shared-args.ts';
@@ -16,59 +21,132 @@ export default defineCommand({
     set: { type: 'string', description: 'Override a spec key, e.g. --set instances=16 --set params.atSize=38 (repeatable)', valueHint: 'key=value' },
     store: storeArg,
     'dry-run': { type: 'boolean', description: 'Print the launch plan (and on AWS an hourly cost estimate and a permission check); launch nothing', default: false },
+    results: { type: 'boolean', description: 'Download and analyse the results at the end (--no-results to skip)', default: true },
     yes: { type: 'boolean', description: 'On Ctrl-C, end the run\'s instances without asking (the default with no terminal)', default: false },
     json: jsonArg,
   },
   async run({ args, rawArgs }) {
-    const loaded = loadSpec(args.spec, { overrides: repeatedOption(rawArgs, 'set') });
+    const overrides = repeatedOption(rawArgs, 'set');
+    const loaded = loadSpec(args.spec, { overrides });
     if (args['dry-run']) {
       await printPlan(loaded.spec, args.store, args.json);
       return;
     }
-    // Ctrl-C stops following the run; then the run's instances are ended, if the user says so.
-    const interrupt = new AbortController();
-    const onSigint = () => {
-      if (interrupt.signal.aborted) return;
-      interrupt.abort('interrupted');
-    };
-    process.on('SIGINT', onSigint);
-    let stopDisplay = async () => {};
-    const confirmEnd = async ({ runId, instances }: { runId: string; instances: number }): Promise<boolean> => {
-      await stopDisplay();
-      if (args.yes || !process.stdin.isTTY) {
-        console.error(`Interrupted: ending the ${instances} instance(s) of ${runId}`);
-        return true;
-      }
-      return askYesNo(`Interrupted. End the ${instances} instance(s) of ${runId}? [Y/n] `);
-    };
-    try {
-      const outcome = args.json
-        ? await runExperiment({ loaded, store: args.store, signal: interrupt.signal, confirmEnd })
-        : await runWithProgress(loaded.spec.instances, loaded.spec.repeats, (onEvent, stop) => {
-            stopDisplay = stop;
-            return runExperiment({ loaded, store: args.store, signal: interrupt.signal, onEvent, confirmEnd });
-          });
-      const summary = summarize(outcome.status);
-      if (args.json) {
-        console.log(
-          JSON.stringify(
-            { runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], repeats: summary },
-            null,
-            2,
-          ),
-        );
-      } else {
-        console.log(formatSummary(outcome.runId, summary));
-        if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
-        if (outcome.leftRunning?.length) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
-        console.log(`Logs and results: lockstep logs ${outcome.runId}${args.store ? ` --store ${args.store}` : ''}`);
-      }
-      process.exitCode = interrupt.signal.aborted ? EXIT.interrupted : outcome.ok ? EXIT.ok : EXIT.failed;
-    } finally {
-      process.off('SIGINT', onSigint);
+    const points = matrixPoints(loaded.spec.matrix);
+    if (points.length <= 1 && Object.keys(loaded.spec.matrix ?? {}).length === 0) {
+      const { outcome, exitCode } = await runOnce(loaded, args);
+      if (outcome && args.results && !args.json && exitCode !== EXIT.interrupted) await showResults(outcome.runId, outcome.store);
+      process.exitCode = exitCode;
+      return;
     }
+    // A sweep: one run per point of the matrix. Every point is checked before anything is launched.
+    const pointSpecs = points.map((point) => ({ point, loaded: loadSpec(args.spec, { overrides: [...overrides, ...point.overrides, 'matrix={}'] }) }));
+    const locator = await storeLocatorFor(loaded, args.store);
+    const sweepId = newRunId(`${loaded.spec.name}-sweep`);
+    await withStore(locator, (store) =>
+      writeSweepRecord(store, {
+        formatVersion: 1,
+        sweepId,
+        name: loaded.spec.name,
+        createdAt: new Date().toISOString(),
+        matrix: loaded.spec.matrix ?? {},
+        points: points.map(({ index, values, overrides: set }) => ({ index, values, overrides: set })),
+      }),
+    );
+    if (!args.json) console.log(`Sweep ${sweepId}: ${points.length} points`);
+    const runs: Array<{ point: number; values: unknown; runId?: string; ok: boolean }> = [];
+    let exitCode: number = EXIT.ok;
+    for (const { point, loaded: pointSpec } of pointSpecs) {
+      if (!args.json) console.log(`\nPoint ${point.index + 1}/${points.length}: ${pointLabel(point.values)}`);
+      const recordRun = (event: RunEvent) => {
+        if (event.type === 'phase' && event.phase === 'manifest') void withStore(locator, (store) => recordSweepRun(store, sweepId, point.index, event.detail));
+      };
+      const { outcome, exitCode: code } = await runOnce(pointSpec, { ...args, store: locator, quiet: args.json }, recordRun);
+      runs.push({ point: point.index, values: point.values, runId: outcome?.runId, ok: outcome?.ok ?? false });
+      if (code !== EXIT.ok) exitCode = code === EXIT.interrupted ? code : EXIT.failed;
+      if (code === EXIT.interrupted) break;
+    }
+    if (args.json) console.log(JSON.stringify({ sweepId, store: locator, runs }, null, 2));
+    else if (args.results && exitCode !== EXIT.interrupted) await showResults(sweepId, locator);
+    process.exitCode = exitCode;
   },
 });
+
+interface RunArgs {
+  readonly store?: string;
+  readonly yes: boolean;
+  readonly json: boolean;
+  /** Print nothing (a sweep with --json prints one document at the end). */
+  readonly quiet?: boolean;
+}
+
+/** One run with progress (or quietly with --json), Ctrl-C handling and the summary. */
+async function runOnce(loaded: LoadedSpec, args: RunArgs, onRunEvent: (event: RunEvent) => void = () => {}): Promise<{ outcome?: RunOutcome; exitCode: number }> {
+  // Ctrl-C stops following the run; then the run's instances are ended, if the user says so.
+  const interrupt = new AbortController();
+  const onSigint = () => {
+    if (interrupt.signal.aborted) return;
+    interrupt.abort('interrupted');
+  };
+  process.on('SIGINT', onSigint);
+  let stopDisplay = async () => {};
+  const confirmEnd = async ({ runId, instances }: { runId: string; instances: number }): Promise<boolean> => {
+    await stopDisplay();
+    if (args.yes || !process.stdin.isTTY) {
+      console.error(`Interrupted: ending the ${instances} instance(s) of ${runId}`);
+      return true;
+    }
+    return askYesNo(`Interrupted. End the ${instances} instance(s) of ${runId}? [Y/n] `);
+  };
+  try {
+    const outcome = args.json
+      ? await runExperiment({ loaded, store: args.store, signal: interrupt.signal, confirmEnd, onEvent: onRunEvent })
+      : await runWithProgress(loaded.spec.instances, loaded.spec.repeats, (onEvent, stop) => {
+          stopDisplay = stop;
+          return runExperiment({ loaded, store: args.store, signal: interrupt.signal, onEvent: (event) => (onEvent(event), onRunEvent(event)), confirmEnd });
+        });
+    const summary = summarize(outcome.status);
+    if (args.quiet) {
+      // The caller reports.
+    } else if (args.json) {
+      console.log(
+        JSON.stringify(
+          { runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], repeats: summary },
+          null,
+          2,
+        ),
+      );
+    } else {
+      console.log(formatSummary(outcome.runId, summary));
+      if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
+      if (outcome.leftRunning?.length) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
+      console.log(`Logs and results: lockstep logs ${outcome.runId}${args.store ? ` --store ${args.store}` : ''}`);
+    }
+    return { outcome, exitCode: interrupt.signal.aborted ? EXIT.interrupted : outcome.ok ? EXIT.ok : EXIT.failed };
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}
+
+/** Downloads the run (or sweep) and prints its figures and metrics; a failure here never hides the run's own outcome. */
+async function showResults(id: string, locator: string): Promise<void> {
+  try {
+    const { printSummary } = await import('../../results/results.ts');
+    await withStore(locator, (store) => printSummary({ id, store }));
+    console.log(`Results: lockstep-results/${id}/ (lockstep results ${id} --html report.html for charts)`);
+  } catch (error) {
+    console.error(`Could not analyse the results: ${(error as Error).message} (try \`lockstep results ${id}\`)`);
+  }
+}
+
+async function withStore<T>(locator: string, use: (store: Store) => Promise<T>): Promise<T> {
+  const store = await openStore(locator);
+  try {
+    return await use(store);
+  } finally {
+    await store.dispose();
+  }
+}
 
 async function printPlan(spec: Spec, store: string | undefined, json: boolean): Promise<void> {
   if (spec.provider.kind === 'aws') {
