@@ -1,3 +1,5 @@
+import { editDistance } from '../util/edit-distance.ts';
+
 /**
  * What the spec checks AWS names against before anything is launched: the regions lockstep knows
  * and the shape of an EC2 instance type. Pure data, no SDK: the spec loader imports it.
@@ -67,17 +69,3 @@ export function closestRegion(region: string): string {
  * `large.t3` do not.
  */
 export const INSTANCE_TYPE = /^(?:[a-z]+\d+[a-z0-9]*|u)(?:-[a-z0-9]+)*\.(?:nano|micro|small|medium|large|\d*xlarge|metal(?:-\d+xl)?)$/;
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length]!;
-}

@@ -5,6 +5,7 @@ import type { z } from 'zod';
 import { GroupRangeError, resolveGroups } from './groups.ts';
 import { specSchema, type Spec } from './schema.ts';
 import { NODE_VARIABLES, SETUP_VARIABLES, unknownPlaceholders } from './template.ts';
+import { editDistance } from '../util/edit-distance.ts';
 
 /** A refused spec: one line for people, with the key path and where it came from. */
 export class SpecError extends Error {
@@ -227,18 +228,4 @@ function describeExpected(issue: z.core.$ZodIssue & { code: 'invalid_union' }): 
   if (note === 'No matching discriminator') return 'a `kind` of `local` or `aws`';
   const messages = (errors ?? []).flat().map((e) => (e.code === 'invalid_type' ? e.expected : e.message));
   return [...new Set(messages)].join(' or ');
-}
-
-function editDistance(a: string, b: string): number {
-  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
-  for (let i = 1; i <= a.length; i++) {
-    let previous = row[0]!;
-    row[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const current = row[j]!;
-      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, previous + (a[i - 1] === b[j - 1] ? 0 : 1));
-      previous = current;
-    }
-  }
-  return row[b.length]!;
 }
