@@ -18,6 +18,8 @@ await Promise.all([
   build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.mjs', packages: 'external' }),
   // Worker threads that scan logs for metrics in parallel (`lockstep results`).
   build({ ...common, entryPoints: ['src/results/scan-worker.ts'], outfile: 'dist/scan-worker.mjs' }),
+  // The WAN relay of netns runs (network emulation in user space), started in the run's hub namespace.
+  build({ ...common, entryPoints: ['src/provider/local/wan-relay.ts'], outfile: 'dist/wan-relay.mjs' }),
   build({
     ...common,
     entryPoints: ['src/agent/main.ts'],

@@ -9,7 +9,7 @@ import { join } from 'node:path';
  * still running.
  */
 export default function setup() {
-  if (!process.env.TMP_NOBUILD && bundleIsStale()) execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
+  if (bundleIsStale()) execFileSync(process.execPath, ['scripts/build.mjs'], { stdio: 'inherit' });
   const root = mkdtempSync(join(tmpdir(), 'lockstep-test-'));
   process.env.LOCKSTEP_TEST_ROOT = root;
   return () => {

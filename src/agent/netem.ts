@@ -9,11 +9,36 @@ import { preciseNow } from '../util/clock.ts';
 import { interfaceFor } from './netstat.ts';
 
 /**
- * Network emulation on the node's own interface, with `tc` (iproute2): netem for delay, jitter and
- * loss, tbf for bandwidth, and for per-destination delays an htb tree with one class per
- * destination group, chosen by u32 filters on the destination address. Applied before T, removed
- * after the command; see docs/network.md.
+ * Network emulation of the node's egress, by one of two mechanisms (docs/network.md):
+ *
+ * - `tc` (EC2, any real instance): on the node's own interface, with `tc` (iproute2): netem for
+ *   delay, jitter and loss, tbf for bandwidth, and for per-destination delays an htb tree with one
+ *   class per destination group, chosen by u32 filters on the destination address.
+ * - `relay` (local netns mode): the run's WAN relay, which forwards every packet between the
+ *   instances, applies the node's plan in user space; the agent sends it the plan over HTTP. This
+ *   works on kernels without sch_netem.
+ *
+ * Applied before T, removed after the command.
  */
+
+/** How a node's emulation is applied (`result.json` → `netem.mechanism`). */
+export type EmulationMechanism = 'tc' | 'relay';
+
+/** The record of `result.json`'s `netem`, with the mechanism that applied it. */
+export type EmulationRecord = NetemRecord & {
+  readonly mechanism: EmulationMechanism;
+  /** The relay's control address (mechanism `relay`). */
+  readonly relay?: string;
+};
+
+/**
+ * The relay to use, or undefined for `tc`: the local provider's netns mode sets
+ * `LOCKSTEP_WAN_RELAY` for its agents; `LOCKSTEP_NETEM=tc` makes them use `tc` all the same (on a
+ * kernel that has netem, to compare).
+ */
+export function wanRelayFrom(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.LOCKSTEP_WAN_RELAY && env.LOCKSTEP_NETEM !== 'tc' ? env.LOCKSTEP_WAN_RELAY : undefined;
+}
 
 /** An htb class with no limit of its own (bits per second). */
 const UNLIMITED = '100gbit';
@@ -161,9 +186,9 @@ export async function defaultRouteInterface(): Promise<string | undefined> {
 
 export interface NetemSession {
   /** What was asked, run and achieved so far; complete after `remove()`. */
-  readonly record: NetemRecord;
+  readonly record: EmulationRecord;
   /** Lets queued packets leave, then removes the emulation. Never throws; the record says how it went. */
-  remove(): Promise<NetemRecord>;
+  remove(): Promise<EmulationRecord>;
 }
 
 export interface ApplyOptions {
@@ -179,7 +204,7 @@ export interface ApplyOptions {
  */
 export async function applyNetem(options: ApplyOptions): Promise<NetemSession> {
   const { plan } = options;
-  let record: NetemRecord = { interface: null, plan, commands: [], applied: false, removed: false };
+  let record: EmulationRecord = { mechanism: 'tc', interface: null, plan, commands: [], applied: false, removed: false };
   let device: string;
   let tc: TcRunner;
   try {
@@ -215,7 +240,7 @@ export async function applyNetem(options: ApplyOptions): Promise<NetemSession> {
   }
   record = { ...record, applied: true, appliedAt: preciseNow() };
 
-  let removal: Promise<NetemRecord> | undefined;
+  let removal: Promise<EmulationRecord> | undefined;
   const session: NetemSession = {
     get record() {
       return record;
@@ -271,4 +296,78 @@ function explain(args: readonly string[], result: TcResult): string {
 
 function firstLine(text: string): string {
   return text.trim().split('\n')[0]?.trim() ?? '';
+}
+
+export interface EmulationOptions extends ApplyOptions {
+  /** The WAN relay's control URL (`wanRelayFrom`); absent: `tc`. */
+  readonly relay?: string;
+}
+
+/** Applies `plan` by the relay when there is one, else with `tc`. Never throws (see `applyNetem`). */
+export function applyEmulation(options: EmulationOptions): Promise<NetemSession> {
+  return options.relay ? applyByRelay({ plan: options.plan, address: options.choice.address, relay: options.relay }) : applyNetem(options);
+}
+
+/** How long the agent waits for the relay to answer. */
+const RELAY_TIMEOUT_MS = 5000;
+
+/**
+ * Gives the node's plan to the run's WAN relay (`PUT <relay>/nodes/<address>`), which applies it
+ * to every packet the node sends from then on; removal (`DELETE`) lets packets already queued
+ * leave on time. Never throws: a failure is in `record.error`, with `applied: false`.
+ */
+export async function applyByRelay(options: { plan: NetemPlan; address: string; relay: string; fetch?: typeof fetch }): Promise<NetemSession> {
+  const request = options.fetch ?? fetch;
+  const { plan, address } = options;
+  const url = `${options.relay.replace(/\/+$/, '')}/nodes/${address}`;
+  const body = JSON.stringify(plan);
+  let record: EmulationRecord = { mechanism: 'relay', relay: options.relay, interface: interfaceFor(address) ?? null, plan, commands: [], applied: false, removed: false };
+  if (isEmptyPlan(plan)) {
+    record = { ...record, applied: true, appliedAt: preciseNow(), removed: true };
+    return { record, remove: async () => record };
+  }
+  record = { ...record, commands: [`PUT ${url} ${body}`] };
+  const put = await relayRequest(request, 'PUT', url, body);
+  if (put) {
+    record = { ...record, error: `The WAN relay did not apply the emulation (PUT ${url}): ${put}` };
+    return { record, remove: async () => record };
+  }
+  record = { ...record, applied: true, appliedAt: preciseNow() };
+  let removal: Promise<EmulationRecord> | undefined;
+  return {
+    get record() {
+      return record;
+    },
+    remove: () =>
+      (removal ??= (async () => {
+        const failed = await relayRequest(request, 'DELETE', url);
+        record = failed ? { ...record, removed: false, removeError: `DELETE ${url}: ${failed}` } : { ...record, removed: true, removedAt: preciseNow() };
+        return record;
+      })()),
+  };
+}
+
+/** One request to the relay, tried twice; returns why it failed, or undefined. */
+async function relayRequest(request: typeof fetch, method: 'PUT' | 'DELETE', url: string, body?: string): Promise<string | undefined> {
+  let problem = '';
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const response = await request(url, { method, body, headers: body ? { 'content-type': 'application/json' } : {}, signal: AbortSignal.timeout(RELAY_TIMEOUT_MS) });
+      const text = await response.text();
+      if (response.ok) return undefined;
+      let said = text;
+      try {
+        said = (JSON.parse(text) as { error?: string }).error ?? text;
+      } catch {
+        // Not JSON: the text as it is.
+      }
+      // The relay refused the plan: asking again will not help.
+      return `${response.status} ${said}`.trim();
+    } catch (error) {
+      const cause = (error as { cause?: { message?: string } }).cause?.message;
+      problem = `${(error as Error).message}${cause ? ` (${cause})` : ''}`;
+      if (attempt === 0) await delay(200);
+    }
+  }
+  return `no answer: ${problem}`;
 }

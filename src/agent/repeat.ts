@@ -11,7 +11,7 @@ import { awaitBarrier, type BarrierTuning } from './barrier.ts';
 import { prepareCommand, type ExecResult } from './exec.ts';
 import { writeHostsFiles } from './hosts.ts';
 import type { Identity } from './identity.ts';
-import { applyNetem, type NetemSession } from './netem.ts';
+import { applyEmulation, wanRelayFrom, type NetemSession } from './netem.ts';
 import { difference, interfaceFor, readCounters } from './netstat.ts';
 import { filesBelow, uploadFile } from './upload.ts';
 
@@ -75,11 +75,13 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   await Promise.all([writeFile(stdoutPath, ''), writeFile(stderrPath, '')]);
 
   // Network emulation goes on before T and comes off after the command, whatever its end. A
-  // failure to apply it is this node's error for the repeat: the command does not run.
+  // failure to apply it is this node's error for the repeat: the command does not run. By the
+  // run's WAN relay where the local provider started one (netns mode), else with tc.
   const netem: NetemSession | undefined = manifest.network
-    ? await applyNetem({
+    ? await applyEmulation({
         plan: planFor(manifest.network, resolvedGroups, start.members.map((m) => m.address), rank),
         choice: { address: identity.address, allowDefaultRoute: manifest.provider !== 'local' },
+        relay: wanRelayFrom(),
       })
     : undefined;
   const nodePrefix = layout.node(manifest.runId, repeat, rank);

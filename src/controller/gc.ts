@@ -37,6 +37,8 @@ export interface GcReport {
     readonly forgotten: readonly string[];
     /** Processes a dead agent left running (a command in its own process group), ended. */
     readonly leftovers: ReadonlyArray<{ readonly pid: number; readonly runId: string; readonly instanceId: string }>;
+    /** Network namespaces (netns mode) of runs that are over or past their expiry, by tag. */
+    readonly networks: readonly string[];
   };
   readonly aws?: AwsGcReport;
 }
@@ -81,12 +83,27 @@ export async function collectGarbage(options: GcOptions = {}): Promise<GcReport>
   );
   if (!dryRun) killProcesses(leftovers);
 
+  // Namespaces, bridge and WAN relay of netns runs whose agents are all gone, or past expiry. A
+  // network of a run this home does not know may belong to another LOCKSTEP_HOME: left alone.
+  const networks: string[] = [];
+  if (process.platform === 'linux') {
+    const { listLockstepNetworks, removeNetwork } = await import('../provider/local/netns.ts');
+    for (const network of await listLockstepNetworks().catch(() => [])) {
+      const expired = network.expiresAt !== undefined && Date.parse(network.expiresAt) <= now.getTime();
+      const orphaned = network.runId !== undefined && forgotten.includes(network.runId);
+      if (!expired && !orphaned) continue;
+      networks.push(network.tag);
+      if (!dryRun) await removeNetwork(network.tag);
+    }
+  }
+
   const report: GcReport = {
     dryRun,
     local: {
       ended,
       forgotten,
       leftovers: leftovers.map((p: FoundProcess) => ({ pid: p.pid, runId: p.env.get('LOCKSTEP_RUN_ID') ?? '', instanceId: p.env.get('LOCKSTEP_INSTANCE_ID') ?? '' })),
+      networks,
     },
   };
   if (!options.aws) return report;

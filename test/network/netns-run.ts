@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { layout, nodeFiles } from '../../src/core/layout.ts';
 import type { NodeResult } from '../../src/core/manifest.ts';
@@ -103,10 +103,11 @@ export async function runInNamespaces(options: { instances: number; app: string;
   return { outcome, results, lines };
 }
 
-/** Namespaces and links of a run still on this machine (its own network namespace included). */
+/** Namespaces, links and the WAN relay of a run still on this machine (its own network namespace included). */
 export function leftovers(runId: string): string[] {
   const ip = findIp()!;
   const prefix = `ls-${networkTag(runId)}-`;
+  const relays = relayProcesses(networkTag(runId)).map((pid) => `wan-relay pid ${pid}`);
   const namespaces = execFileSync(ip, ['netns', 'list'], { encoding: 'utf8' })
     .split('\n')
     .map((line) => line.split(' ')[0]!)
@@ -115,7 +116,38 @@ export function leftovers(runId: string): string[] {
     .split('\n')
     .map((line) => line.split(': ')[1]?.split('@')[0] ?? '')
     .filter((name) => name.startsWith(prefix));
-  return [...namespaces, ...links];
+  return [...namespaces, ...links, ...relays];
+}
+
+/** Live WAN relay processes of the network `tag` (`wan-relay.mjs --tag <tag>`). */
+export function relayProcesses(tag: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z') continue;
+      const argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (argv.some((a) => a.endsWith('wan-relay.mjs')) && argv[argv.indexOf('--tag') + 1] === tag) pids.push(Number(entry));
+    } catch {
+      // Gone already.
+    }
+  }
+  return pids;
+}
+
+/** Runs `work` with these environment variables set (as the agents inherit them), then restores them. */
+export async function withEnv<T>(vars: Record<string, string>, work: () => Promise<T>): Promise<T> {
+  const saved = Object.fromEntries(Object.keys(vars).map((key) => [key, process.env[key]]));
+  Object.assign(process.env, vars);
+  try {
+    return await work();
+  } finally {
+    for (const [key, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  }
 }
 
 /** Removes whatever the runs of this file left, should a test have failed half-way. */

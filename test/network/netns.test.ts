@@ -11,17 +11,19 @@ import { planFor } from '../../src/spec/network.ts';
 import type { GroupSpec } from '../../src/spec/schema.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 import { tempDir } from '../helpers/temp.ts';
-import { leftovers, metricByPeer, missingSupport, PING_MESH, PROBE, removeStartedNetworks, runInNamespaces, type NetnsRun } from './netns-run.ts';
+import { leftovers, metricByPeer, missingSupport, PING_MESH, PROBE, removeStartedNetworks, runInNamespaces, withEnv, type NetnsRun } from './netns-run.ts';
 
-// Namespaces need Linux, root and iproute2; delay needs the kernel's netem, bandwidth its tbf and
-// htb. Each group of tests is skipped, with the reason printed, only when the machine lacks that.
+// Namespaces need Linux, root and iproute2 (and the kernel's VXLAN): with them, the run's WAN relay
+// emulates delay, jitter, loss and rate in user space. The tc path (`LOCKSTEP_NETEM=tc`, as on
+// EC2) needs the kernel's tbf and htb for its bandwidth tests; netem, which this machine may lack,
+// only for the check that tc accepts the agent's commands. Each group of tests is skipped, with the
+// reason printed, only when the machine lacks what it needs.
 const noNetns = missingSupport();
 const noNetem = noNetns ?? missingSupport('netem');
 const noShaping = noNetns ?? missingSupport('tbf') ?? missingSupport('htb');
 for (const [what, reason] of [
   ['network namespace tests', noNetns],
-  ['netem (delay) tests', noNetem],
-  ['bandwidth (tbf/htb) tests', noShaping],
+  ['tc bandwidth (tbf/htb) tests', noShaping],
 ] as const) {
   if (reason) console.warn(`SKIPPED ${what}: ${reason}`);
 }
@@ -67,23 +69,19 @@ describe.skipIf(noNetns)('local instances in network namespaces', () => {
     console.log(`netns, no delay: round trips ${summary(trips)}`);
   });
 
-  it('records a failure to apply the emulation as the error of every node, runs no command, and removes everything', async () => {
+  it('records a failure to apply the emulation (tc) as the error of every node, runs no command, and removes everything', async () => {
     const fakeTc = join(tempDir('tc'), 'tc');
     writeFileSync(fakeTc, '#!/bin/sh\necho "Error: Specified qdisc kind is unknown." >&2\nexit 2\n');
     chmodSync(fakeTc, 0o755);
-    process.env.LOCKSTEP_TC = fakeTc;
-    let run: NetnsRun;
-    try {
-      run = await runInNamespaces({ instances: 2, app: PING_MESH, run: PING, spec: ['network:', '  delay: 50ms'] });
-    } finally {
-      delete process.env.LOCKSTEP_TC;
-    }
+    const run = await withEnv({ LOCKSTEP_NETEM: 'tc', LOCKSTEP_TC: fakeTc }, () =>
+      runInNamespaces({ instances: 2, app: PING_MESH, run: PING, spec: ['network:', '  delay: 50ms'] }),
+    );
     expect(run.outcome.ok).toBe(false);
     expect(run.results).toHaveLength(2);
     for (const result of run.results) {
       expect(result.outcome).toBe('error');
       expect(result.error).toContain('network emulation could not be applied: This kernel has no `netem` queueing discipline');
-      expect(result.netem).toMatchObject({ applied: false, interface: `ls-${networkTag(run.outcome.runId)}-n${result.rank}` });
+      expect(result.netem).toMatchObject({ mechanism: 'tc', applied: false, interface: `ls-${networkTag(run.outcome.runId)}-n${result.rank}` });
       expect(result.netem!.commands).toEqual([`tc qdisc replace dev ${result.netem!.interface} root handle 1: netem limit 5000 delay 50000us`]);
     }
     expect([...run.lines.values()].flat()).toEqual([]);
@@ -175,9 +173,11 @@ describe.skipIf(noNetns)('local instances in network namespaces', () => {
   });
 });
 
-describe.skipIf(noShaping)('bandwidth in network namespaces (tbf, htb)', () => {
+describe.skipIf(noShaping)('bandwidth in network namespaces with tc (tbf, htb; LOCKSTEP_NETEM=tc, as on EC2)', () => {
   it('limits a node to `rate` while its command runs (tbf), and removes the limit after', async () => {
-    const run = await runInNamespaces({ instances: 2, app: PROBE, run: 'node probe.mjs --hosts {{hostsFile}} --rank {{rank}} --bytes 1000000', spec: ['network:', '  rate: 8mbit'] });
+    const run = await withEnv({ LOCKSTEP_NETEM: 'tc' }, () =>
+      runInNamespaces({ instances: 2, app: PROBE, run: 'node probe.mjs --hosts {{hostsFile}} --rank {{rank}} --bytes 1000000', spec: ['network:', '  rate: 8mbit'] }),
+    );
     expectCleanRun(run, 2);
     const [first] = run.lines.get(0)!;
     expect(first!.qdisc).toMatch(/qdisc tbf 1: root .*rate 8Mbit/);
@@ -185,17 +185,19 @@ describe.skipIf(noShaping)('bandwidth in network namespaces (tbf, htb)', () => {
     expect(transfer.bytes).toBe(1_000_000);
     // 8 Mbit/s moves 1 MB in 1 s.
     expect(transfer.value as number).toBeGreaterThan(800);
-    for (const result of run.results) expect(result.netem).toMatchObject({ applied: true, removed: true, plan: { default: { rateBitsPerSecond: 8_000_000 }, rules: [] } });
-    console.log(`netns, rate 8mbit: 1 MB in ${(transfer.value as number).toFixed(0)} ms`);
+    for (const result of run.results) expect(result.netem).toMatchObject({ mechanism: 'tc', applied: true, removed: true, plan: { default: { rateBitsPerSecond: 8_000_000 }, rules: [] } });
+    console.log(`netns, tc, rate 8mbit: 1 MB in ${(transfer.value as number).toFixed(0)} ms`);
   });
 
   it('sends traffic to a group of the latency matrix through its own htb class, chosen by destination address', async () => {
-    const run = await runInNamespaces({
-      instances: 3,
-      app: PROBE,
-      run: 'node probe.mjs --hosts {{hostsFile}} --rank {{rank}} --to 2 --bytes 500000',
-      spec: ['groups:', '  - name: a', '    ranks: "0"', '  - name: b', '    ranks: "1-"', 'network:', '  rate: 8mbit', '  latency:', '    a: { b: 0ms }'],
-    });
+    const run = await withEnv({ LOCKSTEP_NETEM: 'tc' }, () =>
+      runInNamespaces({
+        instances: 3,
+        app: PROBE,
+        run: 'node probe.mjs --hosts {{hostsFile}} --rank {{rank}} --to 2 --bytes 500000',
+        spec: ['groups:', '  - name: a', '    ranks: "0"', '  - name: b', '    ranks: "1-"', 'network:', '  rate: 8mbit', '  latency:', '    a: { b: 0ms }'],
+      }),
+    );
     expectCleanRun(run, 3);
     const [first] = run.lines.get(0)!;
     expect(first!.qdisc).toMatch(/qdisc htb 1: root/);
@@ -213,7 +215,7 @@ describe.skipIf(noShaping)('bandwidth in network namespaces (tbf, htb)', () => {
   });
 });
 
-describe.skipIf(noNetem)('delay in network namespaces (netem)', () => {
+describe.skipIf(noNetns)('delay, loss and rate in network namespaces (the WAN relay)', () => {
   it('N=4 with `delay: 50ms` on all: every round trip between two nodes is ≥ 100 ms and < 150 ms, nothing left after', async () => {
     const run = await runInNamespaces({ instances: 4, app: PING_MESH, run: PING, spec: ['network:', '  delay: 50ms'] });
     expectCleanRun(run, 4);
@@ -223,8 +225,8 @@ describe.skipIf(noNetem)('delay in network namespaces (netem)', () => {
       expect(trip.min, `rank ${trip.from} → ${trip.to}`).toBeGreaterThanOrEqual(100);
       expect(trip.max, `rank ${trip.from} → ${trip.to}`).toBeLessThan(150);
     }
-    for (const result of run.results) expect(result.netem).toMatchObject({ applied: true, removed: true });
-    console.log(`netns, delay 50ms: round trips ${summary(trips)}`);
+    for (const result of run.results) expect(result.netem).toMatchObject({ mechanism: 'relay', applied: true, removed: true, plan: { default: { delayMs: 50 }, rules: [] } });
+    console.log(`netns, relay, delay 50ms: round trips ${summary(trips)}`);
   });
 
   it('delays one group only: round trips between two undelayed nodes stay < 10 ms', async () => {
@@ -236,7 +238,9 @@ describe.skipIf(noNetem)('delay in network namespaces (netem)', () => {
     });
     expectCleanRun(run, 4);
     const slow = (rank: number) => rank >= 2;
-    for (const trip of roundTrips(run)) {
+    const trips = roundTrips(run);
+    expect(trips).toHaveLength(12);
+    for (const trip of trips) {
       const label = `rank ${trip.from} → ${trip.to}`;
       const delayed = Number(slow(trip.from)) + Number(slow(trip.to));
       if (delayed === 0) expect(trip.median, label).toBeLessThan(10);
@@ -246,6 +250,41 @@ describe.skipIf(noNetem)('delay in network namespaces (netem)', () => {
       }
     }
     expect(run.results.filter((r) => r.netem?.commands.length === 0).map((r) => r.rank)).toEqual([0, 1]);
+    for (const result of run.results) expect(result.netem).toMatchObject({ mechanism: 'relay', applied: true, removed: true });
+    const undelayed = trips.filter((t) => !slow(t.from) && !slow(t.to));
+    const oneSlow = trips.filter((t) => slow(t.from) !== slow(t.to));
+    const bothSlow = trips.filter((t) => slow(t.from) && slow(t.to));
+    console.log(`netns, relay, group slow delayed 50ms: undelayed pairs ${summary(undelayed)}; one delayed ${summary(oneSlow)}; both delayed ${summary(bothSlow)}`);
+  });
+
+  it('applies a latency matrix per destination group, loss, and a rate', async () => {
+    const run = await runInNamespaces({
+      instances: 3,
+      app: PING_MESH,
+      run: PING,
+      spec: ['groups:', '  - name: a', '    ranks: "0"', '  - name: b', '    ranks: "1-"', 'network:', '  latency:', '    a: { b: 40ms }', '    b: { a: 20ms }', '  overrides:', '    - ranks: "2"', '      loss: 1%'],
+    });
+    expectCleanRun(run, 3);
+    for (const trip of roundTrips(run)) {
+      const label = `rank ${trip.from} → ${trip.to}`;
+      if (trip.from === 0 || trip.to === 0) {
+        // 40 ms out of a, 20 ms out of b.
+        expect(trip.min, label).toBeGreaterThanOrEqual(60);
+        expect(trip.median, label).toBeLessThan(90);
+      } else expect(trip.median, label).toBeLessThan(10);
+    }
+    expect(run.results[0]!.netem!.plan.rules).toEqual([{ group: 'b', to: ['198.18.0.2', '198.18.0.3'], impairment: { delayMs: 40 } }]);
+    expect(run.results[2]!.netem!.plan.default).toEqual({ lossPercent: 1 });
+
+    const rated = await runInNamespaces({ instances: 2, app: PROBE, run: 'node probe.mjs --hosts {{hostsFile}} --rank {{rank}} --bytes 1000000', spec: ['network:', '  rate: 8mbit'] });
+    expectCleanRun(rated, 2);
+    const transfer = rated.lines.get(0)!.find((l) => l.metric === 'transfer_ms')!;
+    expect(transfer.bytes).toBe(1_000_000);
+    // 8 Mbit/s moves 1 MB (and its headers) in a little over 1 s.
+    expect(transfer.value as number).toBeGreaterThan(900);
+    expect(transfer.value as number).toBeLessThan(3000);
+    expect(rated.results[0]!.netem).toMatchObject({ mechanism: 'relay', applied: true, removed: true });
+    console.log(`netns, relay, rate 8mbit: 1 MB in ${(transfer.value as number).toFixed(0)} ms`);
   });
 });
 

@@ -34,6 +34,7 @@ export function formatGcReport(report: GcReport): string {
   for (const i of local.ended) lines.push(`local: ${verb} ${i.instanceId} of ${i.runId} (${i.reason})`);
   for (const p of local.leftovers) lines.push(`local: ${verb} process ${p.pid} left by ${p.instanceId || 'an agent'} of ${p.runId || 'a run'}`);
   for (const runId of local.forgotten) lines.push(`local: ${report.dryRun ? 'would forget' : 'forgot'} ${runId} (no agent left)`);
+  for (const tag of local.networks) lines.push(`local: ${report.dryRun ? 'would remove' : 'removed'} network ls-${tag}-* (namespaces, bridge, relay)`);
   if (report.aws) {
     for (const i of report.aws.ended) lines.push(`aws: ${verb} ${i.id} of ${i.runId} in ${i.region ?? '?'} (expired ${i.expiresAt ?? '?'})`);
     for (const i of report.aws.withoutExpiry) lines.push(`aws: left ${i.id} of ${i.runId} in ${i.region ?? '?'} alone: it has no expiry tag`);

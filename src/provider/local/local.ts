@@ -3,12 +3,16 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { layout } from '../../core/layout.ts';
+import type { RunManifest } from '../../core/manifest.ts';
 import { openStore } from '../../store/open.ts';
+import { getJson } from '../../store/store.ts';
 import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
 import { LaunchError } from '../provider.ts';
 import { allocateAddresses } from './addresses.ts';
 import { checkNetnsSupport, createRunNetwork, inNamespace, removeRunNetwork, type RunNetwork } from './netns.ts';
 import { endProcessTree } from './processes.ts';
+import { startWanRelay } from './wan-relay-launch.ts';
 import { isAgentAlive, lockstepHome, readRunStates, removeRunState, writeRunState, type LocalInstanceState } from './state.ts';
 
 export interface LocalProviderOptions {
@@ -41,18 +45,36 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
 
       const store = await openStore(request.boot.store);
       const agentPath = join(runDir, 'agent.mjs');
+      // netns: the WAN relay is needed only when the run emulates a network (the manifest says).
+      let emulates = true;
       try {
         if (!(await store.getFile(request.boot.agentKey, agentPath))) {
           throw new LaunchError(`The agent bundle ${request.boot.agentKey} is not in the store`, []);
+        }
+        if (ip) {
+          const manifest = await getJson<RunManifest>(store, layout.manifest(request.runId)).catch(() => undefined);
+          if (manifest) emulates = manifest.network !== undefined;
         }
       } finally {
         await store.dispose();
       }
 
       let network: RunNetwork | undefined;
+      let relayUrl: string | undefined;
       if (ip) {
-        network = await createRunNetwork({ runId: request.runId, count: request.count, expiresAt: request.boot.expiresAt, ip });
-        request.onProgress?.(`network: ${network.instances.length} namespaces on bridge ${network.bridge}`);
+        network = await createRunNetwork({ runId: request.runId, count: request.count, expiresAt: request.boot.expiresAt, ip, relay: emulates });
+        // The WAN relay carries all traffic between the instances and applies their network
+        // emulation (no netem needed); it ends with the run's namespaces.
+        if (network.relay) {
+          try {
+            const relay = await startWanRelay({ ip, hub: network.hub, tag: network.tag, count: request.count, expiresAt: request.boot.expiresAt, node, logPath: join(runDir, 'wan-relay.log') });
+            relayUrl = relay.url;
+          } catch (error) {
+            await removeRunNetwork(request.runId).catch(() => {});
+            throw new LaunchError(`Could not start the run's WAN relay: ${(error as Error).message}`, [], { cause: error });
+          }
+        }
+        request.onProgress?.(`network: ${network.instances.length} namespaces on bridge ${network.bridge}${relayUrl ? `, WAN relay at ${relayUrl}` : ''}`);
       }
       const addresses = network ? network.instances.map((i) => i.address) : allocateAddresses(request.count, inUse);
       const instances: LocalInstanceState[] = [];
@@ -84,6 +106,7 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
                 LOCKSTEP_ADDRESS: address,
                 LOCKSTEP_EXPIRES_AT: request.boot.expiresAt.toISOString(),
                 LOCKSTEP_WORKDIR: workDir,
+                ...(relayUrl ? { LOCKSTEP_WAN_RELAY: relayUrl } : {}),
               },
             });
             if (child.pid === undefined) throw new Error(`could not start ${node}`);

@@ -5,6 +5,7 @@ import { readdir } from 'node:fs/promises';
 import { delimiter, join } from 'node:path';
 import { NETNS_NEEDS_FOLDER_STORE } from '../../spec/network.ts';
 import { endProcessTree } from './processes.ts';
+import { instanceMac, macText, overlayAddress, OVERLAY_MTU, RELAY_UNDERLAY, UNDERLAY_PREFIX_LENGTH, underlayAddress, VXLAN_ID, VXLAN_PORT } from './wan-relay-core.ts';
 
 /**
  * The local provider's `isolation: netns`: every instance in a network namespace of its own, with
@@ -13,10 +14,17 @@ import { endProcessTree } from './processes.ts';
  * run is ever in this machine's own network namespace: no uplink, no forwarding, no NAT, and no
  * host firewall (bridge netfilter) in the way. See docs/network.md.
  *
+ * The instances do not meet on the bridge directly: each has a VXLAN interface holding its
+ * address, whose datagrams go over its veth (the underlay, 198.19.0.0/16) to the run's WAN relay
+ * in the hub (wan-relay.ts), which emulates delay, jitter, loss and rate in user space and
+ * forwards them to the destination's underlay address. This needs no netem in the kernel.
+ *
  * Names: `ls-<tag>-<i>` (instance namespaces), `ls-<tag>-hub`, `ls-<tag>-br` (the bridge, in the
- * hub), `ls-<tag>-h<i>` (veth end in the hub), `ls-<tag>-n<i>` (veth end in instance i's
- * namespace), where `<tag>` is 6 hex digits derived from the run id. The bridge's alias records
- * the run id and its expiry, so `listLockstepNetworks` can tell whose a network is.
+ * hub, with the relay's underlay address), `ls-<tag>-h<i>` (veth end in the hub), `ls-<tag>-u<i>`
+ * (veth end in instance i's namespace: the underlay), `ls-<tag>-n<i>` (the VXLAN interface in
+ * instance i's namespace, with its address), where `<tag>` is 6 hex digits derived from the run
+ * id. The bridge's alias records the run id and its expiry, so `listLockstepNetworks` can tell
+ * whose a network is.
  */
 
 /** Where `ip netns` keeps namespace names. */
@@ -25,8 +33,7 @@ const NAME = /^ls-([0-9a-f]{6})-(hub|\d+)$/;
 const ALIAS = /^lockstep (\S+) (\S+)$/;
 /** Interface names have at most 15 characters: `ls-xxxxxx-h9999`. */
 export const MAX_NETNS_INSTANCES = 10_000;
-/** First address: 198.18.0.1; the prefix covers the whole benchmarking range. */
-const FIRST_ADDRESS = 198 * 2 ** 24 + 18 * 2 ** 16 + 1;
+/** The prefix covers the whole benchmarking range (the instances' addresses start at 198.18.0.1). */
 const PREFIX_LENGTH = 15;
 
 export class NetnsError extends Error {
@@ -53,14 +60,15 @@ export function networkNames(tag: string) {
     bridge: `ls-${tag}-br`,
     namespace: (index: number) => `ls-${tag}-${index}`,
     hubVeth: (index: number) => `ls-${tag}-h${index}`,
+    /** The VXLAN interface: the instance's primary interface, holding its address. */
     instanceVeth: (index: number) => `ls-${tag}-n${index}`,
+    underlayVeth: (index: number) => `ls-${tag}-u${index}`,
   };
 }
 
 /** Instance `index`'s address: 198.18.0.1, 198.18.0.2, … (every run has its own bridge). */
 export function netnsAddress(index: number): string {
-  const value = FIRST_ADDRESS + index;
-  return [24, 16, 8, 0].map((shift) => Math.floor(value / 2 ** shift) % 256).join('.');
+  return overlayAddress(index);
 }
 
 const LOOPBACK_INSTEAD = 'or use `provider: { kind: local, isolation: loopback }` (no network emulation)';
@@ -124,14 +132,19 @@ export function checkNetnsSupport(check: SupportCheck = {}): string {
 export interface NetnsInstance {
   readonly namespace: string;
   readonly address: string;
-  /** The veth end inside the namespace: the instance's primary interface. */
+  /** The VXLAN interface inside the namespace: the instance's primary interface. */
   readonly device: string;
+  /** The veth end inside the namespace, and its underlay address (toward the relay); without a relay, the veth is `device`. */
+  readonly underlayDevice: string;
+  readonly underlay?: string;
 }
 
 export interface RunNetwork {
   readonly tag: string;
   readonly hub: string;
   readonly bridge: string;
+  /** The relay's underlay address (on the bridge); absent for a network without a relay. */
+  readonly relay?: string;
   readonly instances: readonly NetnsInstance[];
 }
 
@@ -141,6 +154,12 @@ export interface CreateOptions {
   readonly expiresAt: Date;
   /** The `ip` binary (from `checkNetnsSupport`). */
   readonly ip: string;
+  /**
+   * Whether the instances talk through the WAN relay (VXLAN interfaces, the underlay; default).
+   * Without (a run with no network emulation), each instance's address is on its veth, on the
+   * bridge directly, as fast as the kernel goes.
+   */
+  readonly relay?: boolean;
 }
 
 /**
@@ -168,25 +187,47 @@ export async function createRunNetwork(options: CreateOptions): Promise<RunNetwo
       );
     }
   };
-  const instances = Array.from({ length: count }, (_, i) => ({ namespace: names.namespace(i), address: netnsAddress(i), device: names.instanceVeth(i) }));
+  const relayed = options.relay ?? true;
+  const instances: NetnsInstance[] = Array.from({ length: count }, (_, i) =>
+    relayed
+      ? { namespace: names.namespace(i), address: netnsAddress(i), device: names.instanceVeth(i), underlayDevice: names.underlayVeth(i), underlay: underlayAddress(i) }
+      : { namespace: names.namespace(i), address: netnsAddress(i), device: names.instanceVeth(i), underlayDevice: names.instanceVeth(i) },
+  );
   try {
     await step(['netns', 'add', names.hub]);
     await step(['-n', names.hub, 'link', 'add', names.bridge, 'type', 'bridge']);
     await step(['-n', names.hub, 'link', 'set', names.bridge, 'alias', `lockstep ${options.runId} ${options.expiresAt.toISOString()}`]);
+    if (relayed) await step(['-n', names.hub, 'addr', 'add', `${RELAY_UNDERLAY}/${UNDERLAY_PREFIX_LENGTH}`, 'dev', names.bridge]);
     await step(['-n', names.hub, 'link', 'set', names.bridge, 'up']);
+    await step(['-n', names.hub, 'link', 'set', 'lo', 'up']);
     await inPool(instances, 8, async (instance, i) => {
+      const ns = ['-n', instance.namespace];
       await step(['netns', 'add', instance.namespace]);
-      await step(['-n', names.hub, 'link', 'add', names.hubVeth(i), 'type', 'veth', 'peer', 'name', instance.device, 'netns', instance.namespace]);
+      await step(['-n', names.hub, 'link', 'add', names.hubVeth(i), 'type', 'veth', 'peer', 'name', instance.underlayDevice, 'netns', instance.namespace]);
       await step(['-n', names.hub, 'link', 'set', names.hubVeth(i), 'master', names.bridge, 'up']);
-      await step(['-n', instance.namespace, 'addr', 'add', `${instance.address}/${PREFIX_LENGTH}`, 'dev', instance.device]);
-      await step(['-n', instance.namespace, 'link', 'set', instance.device, 'up']);
-      await step(['-n', instance.namespace, 'link', 'set', 'lo', 'up']);
+      if (!instance.underlay) {
+        await step([...ns, 'addr', 'add', `${instance.address}/${PREFIX_LENGTH}`, 'dev', instance.device]);
+        await step([...ns, 'link', 'set', instance.device, 'up']);
+        await step([...ns, 'link', 'set', 'lo', 'up']);
+        return;
+      }
+      await step([...ns, 'addr', 'add', `${instance.underlay}/${UNDERLAY_PREFIX_LENGTH}`, 'dev', instance.underlayDevice]);
+      await step([...ns, 'link', 'set', instance.underlayDevice, 'up']);
+      // Every frame to the relay, which alone knows where each MAC is; no IPv6 link-local chatter.
+      await step([
+        ...ns, 'link', 'add', instance.device, 'type', 'vxlan', 'id', String(VXLAN_ID),
+        'local', instance.underlay, 'remote', RELAY_UNDERLAY, 'dstport', String(VXLAN_PORT), 'dev', instance.underlayDevice, 'nolearning',
+      ]);
+      await step([...ns, 'link', 'set', instance.device, 'address', macText(instanceMac(i)), 'mtu', String(OVERLAY_MTU), 'addrgenmode', 'none']);
+      await step([...ns, 'addr', 'add', `${instance.address}/${PREFIX_LENGTH}`, 'dev', instance.device]);
+      await step([...ns, 'link', 'set', instance.device, 'up']);
+      await step([...ns, 'link', 'set', 'lo', 'up']);
     });
   } catch (error) {
     await removeNetwork(tag, { ip }).catch(() => {});
     throw error;
   }
-  return { tag, hub: names.hub, bridge: names.bridge, instances };
+  return { tag, hub: names.hub, bridge: names.bridge, ...(relayed ? { relay: RELAY_UNDERLAY } : {}), instances };
 }
 
 /** The command that starts `argv` inside `namespace` (`ip netns exec` keeps the process id). */
