@@ -277,7 +277,7 @@ describe('lockstep gc', () => {
     expect(readdirSync(localRunsDir(home)).sort()).toEqual(['run-live.json']);
     // The CLI prints the same, and a second pass finds nothing more to do.
     const again = lockstep(['gc', '--json'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
-    expect(JSON.parse(again.stdout).local).toEqual({ ended: [], forgotten: [], leftovers: [] });
+    expect(JSON.parse(again.stdout).local).toEqual({ ended: [], forgotten: [], leftovers: [], networks: [] });
     process.kill(live.pid, 'SIGKILL');
   });
 

@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -25,9 +25,13 @@ export function localRunsDir(home: string): string {
   return join(home, 'local', 'runs');
 }
 
+/** Written beside the runs folder first and renamed into it, so a reader never sees half a file. */
 export async function writeRunState(home: string, state: LocalRunState): Promise<void> {
-  await mkdir(localRunsDir(home), { recursive: true });
-  await writeFile(join(localRunsDir(home), `${state.runId}.json`), JSON.stringify(state, null, 2));
+  const scratch = join(home, 'local', 'tmp');
+  await Promise.all([mkdir(localRunsDir(home), { recursive: true }), mkdir(scratch, { recursive: true })]);
+  const tmp = join(scratch, `${state.runId}.${process.pid}.json`);
+  await writeFile(tmp, JSON.stringify(state, null, 2));
+  await rename(tmp, join(localRunsDir(home), `${state.runId}.json`));
 }
 
 export async function readRunStates(home: string): Promise<LocalRunState[]> {
