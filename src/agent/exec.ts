@@ -1,19 +1,18 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { openSync, closeSync } from 'node:fs';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
-import { preciseNow } from '../util/clock.ts';
+import { afterStart, preciseNow, startIsContended } from '../util/clock.ts';
 
 /**
- * The command runs under a small sh wrapper that is started ahead of time and holds until it reads a
- * line on fd 3: releasing it at T costs one write, not a process start. After the command it reports
- * the CPU time of its children (`times`) on fd 4 and exits with the command's status.
+ * The command runs in a shell that is started ahead of time and holds until it reads a line on
+ * fd 3: releasing it at T costs one write, and the shell that runs the command is already there
+ * (no process starts at T but the command's own). Its parent, the outer wrapper, reports the CPU
+ * time of its children (`times`) on fd 4 after the command and exits with the command's status.
  */
 const WRAPPER = [
-  'IFS= read -r _ <&3 || exit 125',
-  'exec 3<&-',
-  '/bin/sh -c "$LOCKSTEP_COMMAND" 4>&-',
+  `/bin/sh -c 'IFS= read -r _ <&3 || exit 125; exec 3<&-; eval "$LOCKSTEP_COMMAND"' 4>&-`,
   'status=$?',
   'times >&4',
   'exit $status',
@@ -94,7 +93,9 @@ export function prepareCommand(request: ExecRequest): PreparedCommand {
         setTimeout(() => killGroup(child, 'SIGKILL'), request.killGraceMs ?? 5000).unref();
       };
       const startedAt = preciseNow();
-      gate.end('\n');
+      openGate(gate);
+      afterStart();
+      gate.end();
       const timer = setTimeout(() => stopWith('timeout'), request.timeoutMs);
       const onAbort = () => stopWith('abort');
       request.signal?.addEventListener('abort', onAbort, { once: true });
@@ -131,6 +132,20 @@ export function runCommand(request: ExecRequest): Promise<ExecResult> {
   return prepareCommand(request).release();
 }
 
+/** Writes the line the command's shell waits for: one write(2), no stream machinery at T. */
+function openGate(gate: Writable): void {
+  const fd = (gate as unknown as { _handle?: { fd?: number } })._handle?.fd;
+  if (typeof fd === 'number' && fd >= 0) {
+    try {
+      writeSync(fd, '\n');
+      return;
+    } catch {
+      // Fall back to the stream.
+    }
+  }
+  gate.write('\n');
+}
+
 function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   if (child.pid === undefined) return;
   try {
@@ -155,17 +170,19 @@ export function parseTimes(report: string): { userMs: number; systemMs: number }
 }
 
 /**
- * Samples the resident memory of every process in the group, more often at first so that short
+ * Samples the peak resident memory (VmHWM) of every process in the group but the wrapper. The first
+ * sample waits until the start has settled when many processes on this machine start at the same T
+ * (a scan of /proc then would delay the ones still waking), else it comes soon, so that short
  * commands are seen too. Linux only (reads /proc); elsewhere the figure is null.
  */
 function sampleGroupMemory(groupId: number): { stop(): Promise<number | null> } {
   if (process.platform !== 'linux') return { stop: async () => null };
   let peak = 0;
   let stopped = false;
-  let interval = 20;
+  let interval = startIsContended() ? 250 + Math.random() * 250 : 20;
   let timer: NodeJS.Timeout | undefined;
   const sample = async () => {
-    peak = Math.max(peak, await groupResidentBytes(groupId));
+    peak = Math.max(peak, await groupPeakBytes(groupId));
     if (stopped) return;
     interval = Math.min(1000, interval * 2);
     timer = setTimeout(sample, interval);
@@ -180,21 +197,19 @@ function sampleGroupMemory(groupId: number): { stop(): Promise<number | null> } 
   };
 }
 
-async function groupResidentBytes(groupId: number): Promise<number> {
+/** The sum of the peak resident memory of the group's processes, the wrapper left out. */
+async function groupPeakBytes(groupId: number): Promise<number> {
   let total = 0;
-  const pageSize = 4096;
   for (const entry of await readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(entry)) continue;
+    if (!/^\d+$/.test(entry) || Number(entry) === groupId) continue;
     try {
       const stat = await readFile(`/proc/${entry}/stat`, 'utf8');
       // Fields after the command name (which may hold spaces) start at state; pgrp is the 3rd of them.
       const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
       if (Number(fields[2]) !== groupId) continue;
-      const rssPages = Number(fields[21]);
-      const command = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      // The wrappers are ours, not the user's.
-      if (command === 'sh' && Number(entry) === groupId) continue;
-      total += rssPages * pageSize;
+      const status = await readFile(`/proc/${entry}/status`, 'utf8');
+      const kib = /^VmHWM:\s*(\d+) kB/m.exec(status)?.[1] ?? /^VmRSS:\s*(\d+) kB/m.exec(status)?.[1];
+      total += Number(kib ?? 0) * 1024;
     } catch {
       // The process ended meanwhile.
     }

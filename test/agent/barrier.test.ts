@@ -1,5 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { awaitBarrier, BarrierTimeoutError } from '../../src/agent/barrier.ts';
+import {
+  arrivalHorizon,
+  awaitBarrier,
+  BarrierTimeoutError,
+  defaultTuning,
+  effectiveStartDelayMs,
+  sharingThisMachine,
+  startRecord,
+  startTime,
+} from '../../src/agent/barrier.ts';
+import { memoryStore, patterns, S3_LATENCY, seeded, simulateBarrier, VirtualClock } from '../../bench/barrier/simulate.ts';
 import { layout } from '../../src/core/layout.ts';
 import { createFolderStore } from '../../src/store/folder.ts';
 import { putJson } from '../../src/store/store.ts';
@@ -81,5 +91,94 @@ describe('barrier', () => {
       }),
     );
     expect(counts.list).toBeLessThan(counts.get);
+  });
+});
+
+describe('barrier: the start time', () => {
+  const tuning = defaultTuning(1000);
+
+  it('is the latest readyAt + the start delay when the nodes arrive as expected', () => {
+    const readyAts = Array.from({ length: 50 }, (_, i) => 1_000_000 + i * 30);
+    expect(startTime(readyAts, 50, 1000, tuning)).toBe(1_000_000 + 49 * 30 + 1000);
+  });
+
+  it('moves later after a lull, by lullFraction of the lull beyond the start delay', () => {
+    const readyAts = [...Array.from({ length: 9 }, (_, i) => 1_000_000 + i * 30), 1_000_000 + 8 * 30 + 60_000];
+    const last = readyAts[9]!;
+    expect(startTime(readyAts, 10, 1000, tuning)).toBe(last + 1000 + tuning.lullFraction * (60_000 - 1000));
+  });
+
+  it('is never earlier than the start delay after any horizon a waiting node may have slept to', () => {
+    // 500 nodes trickle in over 30 s, then the other 500 arrive within one second: a surprise.
+    const random = seeded(7);
+    const readyAts = [...Array.from({ length: 500 }, () => random() * 30_000), ...Array.from({ length: 500 }, () => 30_000 + random() * 1000)].sort((a, b) => a - b);
+    const t = startTime(readyAts, 1000, 1000, tuning);
+    for (let k = 2; k < 999; k++) expect(t).toBeGreaterThanOrEqual(arrivalHorizon(readyAts, k, 1000, tuning) + 1000);
+    expect(t).toBeGreaterThan(readyAts[999]! + 1000);
+  });
+
+  it('is the same whoever computes it, from the records in any order', () => {
+    const records = Array.from({ length: 20 }, (_, i) => ({ ...node(i), readyAt: 5_000 + ((i * 7919) % 20) * 13.5 }));
+    const a = startRecord(records, 300, 'i-001', false, { expected: 20 });
+    const b = startRecord([...records].reverse(), 300, 'i-019', false, { expected: 20 });
+    expect(b.startAt).toBe(a.startAt);
+    expect(b.members).toEqual(a.members);
+  });
+
+  it('gives more room when many nodes must share the polling budget', () => {
+    expect(effectiveStartDelayMs(1000, 100, tuning)).toBe(1000);
+    expect(effectiveStartDelayMs(1000, 5000, tuning)).toBeGreaterThan(1000);
+  });
+
+  it('counts the instances that share this machine by their machine-local addresses', () => {
+    const members = [{ address: '127.1.0.1' }, { address: '127.1.0.2' }, { address: '10.0.0.3' }];
+    expect(sharingThisMachine(members, '127.1.0.1')).toBe(2);
+    expect(sharingThisMachine(members, '10.0.0.3')).toBe(1);
+    expect(sharingThisMachine([{ address: '198.18.0.1' }, { address: '198.18.0.2' }], '198.18.0.2')).toBe(2);
+  });
+});
+
+describe('barrier: one watcher LISTs, the others wait on one small object', () => {
+  for (const pattern of ['uniform30', 'waves', 'straggler', 'flood', 'burst']) {
+    it(`every node learns the same members and T in time when arrivals are ${patterns[pattern]!.describe}`, async () => {
+      const result = await simulateBarrier({ n: 200, pattern, seed: 3 });
+      expect(result.agree).toBe(true);
+      expect(result.late).toBe(0);
+      expect(result.counts.list).toBeLessThan(result.counts.get / 10);
+    });
+  }
+
+  it('keeps requests per node small and LISTs rare with 1,000 nodes arriving over 30 s', async () => {
+    const result = await simulateBarrier({ n: 1000, pattern: 'uniform30', seed: 1 });
+    expect(result.requestsPerNode).toBeLessThan(12);
+    expect(result.listShare).toBeLessThan(0.05);
+    expect(result.watchers).toBeLessThanOrEqual(3);
+  });
+
+  it('replaces a watcher that dies, and the others still close the barrier', async () => {
+    const clock = new VirtualClock();
+    const counts = { put: 0, get: 0, list: 0 };
+    const store = memoryStore(clock, S3_LATENCY, counts, seeded(5));
+    const n = 12;
+    const stop = new AbortController();
+    const tuning = { staleMs: 3000 };
+    const first = awaitBarrier({ store, runId, repeat: 1, self: node(0), expected: n, timeoutMs: 120_000, startDelayMs: 1000, tuning, clock, signal: stop.signal, measureClockOffset: false });
+    const failed = first.then(
+      () => 'finished',
+      () => 'aborted',
+    );
+    const others = Promise.all(
+      Array.from({ length: n - 1 }, async (_, i) => {
+        await clock.sleep(2000 + i * 500);
+        if (i === 0) stop.abort();
+        return awaitBarrier({ store, runId, repeat: 1, self: node(i + 1), expected: n, timeoutMs: 120_000, startDelayMs: 1000, tuning, clock, measureClockOffset: false });
+      }),
+    );
+    const outcomes = await clock.run(others);
+    expect(await failed).toBe('aborted');
+    expect(new Set(outcomes.map((o) => o.start.startAt)).size).toBe(1);
+    expect(outcomes[0]!.start.members).toHaveLength(n);
+    expect(outcomes.some((o) => o.watched)).toBe(true);
+    for (const o of outcomes) expect(o.knownAt).toBeLessThan(o.start.startAt);
   });
 });

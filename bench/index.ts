@@ -1,0 +1,197 @@
+/**
+ * `npm run bench`: lockstep's timing and cost figures on this machine, each beside its baseline,
+ * printed as tables and written to bench/results.json. Not part of `npm test`.
+ *
+ *   1. start skew at N = 2, 8, 32, 64 (local provider) vs the seed's barrier and the machine's floor
+ *   2. store requests per node per barrier at N = 100, 1,000, 5,000 (arrivals over 30 s)
+ *   3. barrier latency: last arrival → every node knows the members and T
+ *   4. agent footprint: peak memory, agent start → ready record
+ *   5. the barrier under other arrival patterns (simulated)
+ *   6. results analysis throughput (bench/analysis.ts)
+ *
+ * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis (default all),
+ * LOCKSTEP_BENCH_SKEW_N=2,8,32,64, LOCKSTEP_BENCH_REPEATS=5, LOCKSTEP_BENCH_REQUEST_N=100,1000,5000,
+ * LOCKSTEP_BENCH_SPREAD_MS=30000 (a shorter spread for quick runs), LOCKSTEP_BENCH_START_DELAY_MS.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { benchAnalysis, type BenchAnalysisResult } from './analysis.ts';
+import { patterns, simulateBarrier, type SimulationResult } from './barrier/simulate.ts';
+import { benchFootprint, type FootprintResult } from './footprint.ts';
+import { bundleProcs } from './procs.ts';
+import { benchRequests, type BarrierFigures, type RequestsRow } from './requests.ts';
+import { benchSkew, type SkewRow } from './skew.ts';
+
+const env = process.env;
+const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis').split(',').map((s) => s.trim()));
+const numbers = (value: string | undefined, fallback: number[]) => (value ? value.split(',').map(Number) : fallback);
+const skewNs = numbers(env.LOCKSTEP_BENCH_SKEW_N, [2, 8, 32, 64]);
+const repeats = Number(env.LOCKSTEP_BENCH_REPEATS ?? 5);
+const requestNs = numbers(env.LOCKSTEP_BENCH_REQUEST_N, [100, 1000, 5000]);
+const spreadMs = Number(env.LOCKSTEP_BENCH_SPREAD_MS ?? 30_000);
+const skewStartDelayMs = Number(env.LOCKSTEP_BENCH_START_DELAY_MS ?? 2000);
+const requestStartDelayMs = 1000;
+
+const log = (line: string) => console.log(`  ${line}`);
+const dir = mkdtempSync(join(tmpdir(), 'lockstep-bench-'));
+const machine = {
+  cores: availableParallelism(),
+  cpu: cpus()[0]?.model ?? 'unknown',
+  memoryGiB: Math.round(totalmem() / 2 ** 30),
+  node: process.version,
+  loadAtStart: loadavg().map((l) => Number(l.toFixed(2))),
+};
+console.log(`lockstep bench: ${machine.cores} cores (${machine.cpu}), load ${machine.loadAtStart.join(' ')}; figures are medians, the machine may be shared\n`);
+
+const results: {
+  machine: typeof machine & { loadAtEnd?: number[] };
+  startedAt: string;
+  skew?: { startDelayMs: number; repeats: number; rows: SkewRow[] };
+  requests?: { spreadMs: number; startDelayMs: number; rows: RequestsRow[] };
+  footprint?: FootprintResult;
+  patterns?: SimulationResult[];
+  analysis?: BenchAnalysisResult;
+  goals?: Array<{ goal: string; value: string; met: boolean }>;
+} = { machine, startedAt: new Date().toISOString() };
+
+try {
+  const procs = await bundleProcs(join(dir, 'procs'));
+  if (only.has('skew')) {
+    console.log(`1. start skew (local provider, ${repeats} repeats, start delay ${skewStartDelayMs} ms)`);
+    results.skew = { startDelayMs: skewStartDelayMs, repeats, rows: await benchSkew({ ns: skewNs, repeats, dir, procs, startDelayMs: skewStartDelayMs, log }) };
+  }
+  if (only.has('requests')) {
+    console.log(`\n2-3. store requests and latency per barrier (arrivals over ${spreadMs / 1000} s, start delay ${requestStartDelayMs} ms)`);
+    results.requests = {
+      spreadMs,
+      startDelayMs: requestStartDelayMs,
+      rows: await benchRequests({ ns: requestNs, spreadMs, startDelayMs: requestStartDelayMs, seedLiveMaxN: 100, procs, log }),
+    };
+  }
+  if (only.has('footprint')) {
+    console.log('\n4. agent footprint');
+    results.footprint = await benchFootprint({ dir, log });
+  }
+  if (only.has('patterns')) {
+    console.log('\n5. other arrival patterns (simulated, N=1,000, S3 request times)');
+    results.patterns = [];
+    for (const pattern of Object.keys(patterns)) results.patterns.push(await simulateBarrier({ n: 1000, pattern }));
+  }
+  if (only.has('analysis')) {
+    console.log('\n6. results analysis');
+    results.analysis = await benchAnalysis({ log });
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+results.machine.loadAtEnd = loadavg().map((l) => Number(l.toFixed(2)));
+results.goals = goals();
+printTables();
+writeFileSync(new URL('./results.json', import.meta.url), `${JSON.stringify(results, null, 2)}\n`);
+console.log('\nwritten: bench/results.json');
+
+function goals(): Array<{ goal: string; value: string; met: boolean }> {
+  const out: Array<{ goal: string; value: string; met: boolean }> = [];
+  for (const row of results.skew?.rows ?? []) {
+    if (row.n === 2) out.push({ goal: 'skew ≤ 1 ms at N=2', value: `${ms(row.lockstep.median)} ms`, met: row.lockstep.median <= 1 });
+    out.push({ goal: `skew ≤ 1.5 × floor at N=${row.n}`, value: `${row.lockstepOverFloor.toFixed(2)} ×`, met: row.lockstepOverFloor <= 1.5 });
+    if (row.n === 8) out.push({ goal: 'seed-like / lockstep ≥ 10 at N=8', value: `${row.baselineOverLockstep.toFixed(0)} ×`, met: row.baselineOverLockstep >= 10 });
+  }
+  for (const row of results.requests?.rows ?? []) {
+    const f = row.live.lockstep;
+    if (row.n === 1000 && row.spreadMs === 30_000) {
+      out.push({ goal: '≤ 10 requests per node at N=1,000 (live)', value: f.requestsPerNode.toFixed(2), met: f.requestsPerNode <= 10 });
+      out.push({ goal: 'LISTs the minority at N=1,000 (live)', value: `${(100 * f.listShare).toFixed(1)} %`, met: f.listShare < 0.5 });
+    }
+    out.push({ goal: `≤ 3 s last arrival → all know, N=${row.n} (live)`, value: `${(f.latencyMs / 1000).toFixed(2)} s`, met: f.latencyMs <= 3000 });
+  }
+  if (results.footprint) {
+    const peak = Math.max(results.footprint.folder.peakBytes, results.footprint.s3.peakBytes);
+    out.push({ goal: 'agent peak memory ≤ 100 MB', value: `${(peak / 1e6).toFixed(0)} MB`, met: peak <= 100e6 });
+  }
+  return out;
+}
+
+function printTables(): void {
+  if (results.skew) {
+    console.log('\n1. Start skew (ms; median of repeats)');
+    table(
+      ['N', 'lockstep', 'seed-like', 'floor', 'seed-like / lockstep', 'lockstep / floor'],
+      results.skew.rows.map((r) => [r.n, ms(r.lockstep.median), ms(r.baseline.median), `${ms(r.floor.median)} (${r.floor.variant})`, `${r.baselineOverLockstep.toFixed(0)} ×`, `${r.lockstepOverFloor.toFixed(2)} ×`]),
+    );
+  }
+  if (results.requests) {
+    console.log(`\n2. Store requests per node per barrier (arrivals over ${results.requests.spreadMs / 1000} s)`);
+    const line = (f: BarrierFigures | undefined) => (f ? `${f.requestsPerNode.toFixed(2)} (${(100 * f.listShare).toFixed(1)} % LIST)` : '—');
+    table(
+      ['N', 'lockstep live', 'seed-like live', 'lockstep sim.', 'seed-like sim.', 'seed / lockstep (sim.)', '$ lockstep / seed (sim.)'],
+      results.requests.rows.map((r) => [
+        r.n,
+        line(r.live.lockstep),
+        line(r.live.seed),
+        line(r.simulated.lockstep),
+        line(r.simulated.seed),
+        `${(r.simulated.seed.requestsPerNode / r.simulated.lockstep.requestsPerNode).toFixed(1)} ×`,
+        `${r.simulated.lockstep.dollars.toFixed(4)} / ${r.simulated.seed.dollars.toFixed(4)}`,
+      ]),
+    );
+    console.log('\n3. Barrier latency: last arrival → every node knows members and T (s)');
+    table(
+      ['N', 'lockstep live', 'seed-like live', 'lockstep sim.', 'seed-like sim.', 'late nodes (live)', 'T after last + delay (live)'],
+      results.requests.rows.map((r) => [
+        r.n,
+        sec(r.live.lockstep.latencyMs),
+        r.live.seed ? sec(r.live.seed.latencyMs) : '—',
+        sec(r.simulated.lockstep.latencyMs),
+        sec(r.simulated.seed.latencyMs),
+        r.live.lockstep.lateNodes,
+        `${r.live.lockstep.extraDelayMs.toFixed(0)} ms`,
+      ]),
+    );
+  }
+  if (results.footprint) {
+    console.log('\n4. Agent footprint');
+    table(
+      ['store', 'peak memory', 'agent start → ready record'],
+      [
+        ['folder', `${(results.footprint.folder.peakBytes / 2 ** 20).toFixed(1)} MiB`, `${results.footprint.folder.startToReadyMs.toFixed(0)} ms`],
+        ['S3 (s3rver)', `${(results.footprint.s3.peakBytes / 2 ** 20).toFixed(1)} MiB`, `${results.footprint.s3.startToReadyMs.toFixed(0)} ms`],
+      ],
+    );
+  }
+  if (results.patterns) {
+    console.log('\n5. Other arrival patterns (simulated, N=1,000, start delay 1 s)');
+    table(
+      ['pattern', 'requests/node', 'LIST %', 'latency', 'T after last + delay', 'late nodes'],
+      results.patterns.map((p) => [`${p.pattern}: ${patterns[p.pattern]?.describe ?? ''}`, p.requestsPerNode.toFixed(1), (100 * p.listShare).toFixed(1), sec(p.latencyMs), sec(Math.max(0, p.extraDelayMs)), p.late]),
+    );
+  }
+  if (results.analysis) {
+    console.log('\n6. Results analysis');
+    table(['lockstep MB/s', 'grep MB/s', 'lockstep / grep'], [[results.analysis.lockstepMBps.toFixed(0), results.analysis.grepMBps.toFixed(0), `${results.analysis.ratio.toFixed(2)} ×`]]);
+  }
+  if (results.goals && results.goals.length > 0) {
+    console.log('\nGoals');
+    table(['goal', 'figure', 'met'], results.goals.map((g) => [g.goal, g.value, g.met ? 'yes' : 'NO']));
+  }
+  console.log(`\nload average at start ${machine.loadAtStart.join(' ')}, at end ${results.machine.loadAtEnd?.join(' ')}`);
+}
+
+function ms(value: number): string {
+  return value < 10 ? value.toFixed(2) : value.toFixed(1);
+}
+
+function sec(value: number): string {
+  return `${(value / 1000).toFixed(2)} s`;
+}
+
+function table(header: readonly string[], rows: ReadonlyArray<ReadonlyArray<string | number>>): void {
+  const cells = [header, ...rows.map((r) => r.map(String))];
+  const widths = header.map((_, i) => Math.max(...cells.map((r) => (r[i] ?? '').length)));
+  const format = (r: readonly string[]) => `  ${r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ')}`;
+  console.log(format(cells[0]!));
+  console.log(`  ${widths.map((w) => '-'.repeat(w)).join('  ')}`);
+  for (const r of cells.slice(1)) console.log(format(r));
+}
