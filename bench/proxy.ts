@@ -16,6 +16,9 @@ export interface RequestCounts {
 export interface CountingProxy {
   readonly endpoint: string;
   readonly counts: RequestCounts;
+  readonly serverErrors: Readonly<Record<number, number>>;
+  /** GET bodies s3rver cut short (an object read while being rewritten), asked again. */
+  readonly stalledBodies: number;
   reset(): void;
   close(): Promise<void>;
 }
@@ -30,22 +33,89 @@ export function kindOf(req: Pick<IncomingMessage, 'method' | 'url'>): keyof Requ
 
 export async function startCountingProxy(target: string): Promise<CountingProxy> {
   const upstream = new URL(target);
-  const agent = new Agent({ keepAlive: true, maxSockets: 64 });
+  // Idle upstream connections are dropped before the server drops them (s3rver: 5 s), so that a
+  // request never goes out on a connection that is closing.
+  const agent = new Agent({ keepAlive: true, maxSockets: 64, timeout: 2000 });
   const counts: RequestCounts = { put: 0, get: 0, list: 0, other: 0 };
+  /** Server errors (5xx) by status: the SDK retries them, and they count as requests. */
+  const statuses: Record<number, number> = {};
+  let stalls = 0;
   const server: Server = createServer((req, res) => {
     counts[kindOf(req)]++;
-    const forward = request(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
-      (answer) => {
-        res.writeHead(answer.statusCode ?? 502, answer.headers);
-        answer.pipe(res);
-      },
-    );
-    forward.on('error', (error) => {
-      if (!res.headersSent) res.writeHead(502);
-      res.end(String(error));
-    });
-    req.pipe(forward);
+    // s3rver answers 500 when an object is read while it is being rewritten (S3 never does: its
+    // writes are atomic). A GET that meets one is asked again here after a moment, so that the
+    // figures show the barrier on an S3-like store, not the SDK's backoff on s3rver's race; every
+    // such retry is counted in `serverErrors`.
+    const retryable = req.method === 'GET' || req.method === 'HEAD';
+    const send = (attempt: number) => {
+      let abandoned = false;
+      const retry = () => {
+        if (abandoned) return;
+        abandoned = true;
+        forward.destroy();
+        setTimeout(() => send(attempt + 1), 5 + 10 * attempt);
+      };
+      const forward = request(
+        { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
+        (answer) => {
+          const status = answer.statusCode ?? 502;
+          if (status >= 500) statuses[status] = (statuses[status] ?? 0) + 1;
+          if (status >= 500 && retryable && attempt < 8) {
+            answer.resume();
+            retry();
+            return;
+          }
+          if (!retryable) {
+            res.writeHead(status, answer.headers);
+            answer.pipe(res);
+            answer.on('error', () => res.destroy());
+            return;
+          }
+          // s3rver also serves an object that is being rewritten with a body that stops short and
+          // then stalls (until its keep-alive timeout, 5 s): read the body here, and ask again when
+          // it stalls or comes up short.
+          const chunks: Buffer[] = [];
+          const expected = Number(answer.headers['content-length'] ?? Number.NaN);
+          const stall = setTimeout(() => answer.destroy(new Error('stalled')), 150);
+          answer.on('data', (chunk: Buffer) => {
+            chunks.push(chunk);
+            stall.refresh();
+          });
+          answer.on('error', () => {
+            clearTimeout(stall);
+            if (abandoned) return;
+            stalls++;
+            retry();
+          });
+          answer.on('end', () => {
+            clearTimeout(stall);
+            const body = Buffer.concat(chunks);
+            if (abandoned || res.headersSent) return;
+            if (Number.isFinite(expected) && body.length !== expected && attempt < 8) {
+              stalls++;
+              retry();
+              return;
+            }
+            abandoned = true;
+            res.writeHead(status, answer.headers);
+            res.end(body);
+          });
+        },
+      );
+      forward.setTimeout(30_000, () => forward.destroy(new Error('upstream timed out')));
+      forward.on('error', (error) => {
+        if (abandoned) return;
+        // The client sees a failed request (and retries it), never a silent one.
+        if (res.headersSent || res.destroyed) res.destroy();
+        else {
+          res.writeHead(502);
+          res.end(String(error));
+        }
+      });
+      if (retryable) forward.end();
+      else req.pipe(forward);
+    };
+    send(0);
   });
   server.keepAliveTimeout = 60_000;
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -53,8 +123,13 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   return {
     endpoint: `http://127.0.0.1:${port}`,
     counts,
+    serverErrors: statuses,
+    get stalledBodies() {
+      return stalls;
+    },
     reset() {
       counts.put = counts.get = counts.list = counts.other = 0;
+      for (const key of Object.keys(statuses)) delete statuses[Number(key)];
     },
     async close() {
       server.closeAllConnections();

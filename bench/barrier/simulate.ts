@@ -103,6 +103,7 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: 
   const wait = (ms: number) => clock.sleep(ms * (0.5 + random()));
   return {
     locator: 'memory://',
+    readsPerSecond: 4000,
     async put(key, body) {
       counts.put++;
       await wait(latency.putMs);

@@ -2,10 +2,10 @@
 // LIST-every-0.5-s loop) against one store, arriving at its own time over `spreadMs`, as booting
 // instances would. Prints one JSON line: per node readyAt / knownAt / startAt, and the process's
 // peak memory.
-import { awaitBarrier } from '../../src/agent/barrier.ts';
+import { awaitBarrier, type BarrierTuning } from '../../src/agent/barrier.ts';
 import { layout } from '../../src/core/layout.ts';
 import { openStore } from '../../src/store/open.ts';
-import { putJson } from '../../src/store/store.ts';
+import { putJson, type Store } from '../../src/store/store.ts';
 import { preciseNow } from '../../src/util/clock.ts';
 
 interface Args {
@@ -16,10 +16,10 @@ interface Args {
   readonly mode: 'lockstep' | 'seed';
   readonly startDelayMs: number;
   readonly seed: number;
+  readonly tuning?: Partial<BarrierTuning>;
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
-const store = await openStore(args.locator);
 const random = seeded(args.seed);
 const offsets = Array.from({ length: args.n }, () => random() * args.spreadMs);
 const t0 = preciseNow() + 200;
@@ -28,9 +28,15 @@ const nodes = await Promise.all(
   offsets.map(async (offset, i) => {
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, t0 + offset - preciseNow())));
     const self = { instanceId: `i-${i.toString(16).padStart(8, '0')}`, address: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}` };
-    if (args.mode === 'seed') return await seedBarrier(self.instanceId, self.address);
+    // Each agent has its own client (its own connections), as each instance would.
+    const own = await openStore(args.locator);
+    if (args.mode === 'seed') {
+      const outcome = await seedBarrier(own, self.instanceId, self.address);
+      await own.dispose();
+      return outcome;
+    }
     const outcome = await awaitBarrier({
-      store,
+      store: own,
       runId: args.runId,
       repeat: 1,
       self,
@@ -38,15 +44,16 @@ const nodes = await Promise.all(
       timeoutMs: 600_000,
       startDelayMs: args.startDelayMs,
       measureClockOffset: false,
+      tuning: args.tuning,
     });
+    await own.dispose();
     return { readyAt: outcome.ready.readyAt, knownAt: outcome.knownAt, startAt: outcome.start.startAt, watched: outcome.watched };
   }),
 );
-await store.dispose();
 process.stdout.write(`${JSON.stringify({ nodes, maxRssBytes: process.resourceUsage().maxRSS * 1024 })}\n`);
 
 /** The seed's barrier: ready record, then LIST every 0.5 s until N are there; it starts when it sees them. */
-async function seedBarrier(id: string, address: string) {
+async function seedBarrier(store: Store, id: string, address: string) {
   const readyAt = preciseNow();
   await putJson(store, layout.ready(args.runId, 1, id), { instanceId: id, address, readyAt });
   for (;;) {

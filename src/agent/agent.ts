@@ -363,6 +363,7 @@ async function progressOf(store: Store, manifest: RunManifest, identity: Identit
 function keepingRecord(store: Store, key: string): Store {
   return {
     locator: store.locator,
+    readsPerSecond: store.readsPerSecond,
     put: async (k, body) => {
       if (k === key && (await store.get(k)) !== undefined) return;
       await store.put(k, body);

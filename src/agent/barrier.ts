@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { layout } from '../core/layout.ts';
 import type { FailureRecord, ReadyRecord, StartRecord } from '../core/manifest.ts';
-import { getJson, putJson, type Store } from '../store/store.ts';
+import { getJson, putJson, StoreError, type Store } from '../store/store.ts';
 import { clockOffsetMs, expectWakers, preciseNow } from '../util/clock.ts';
 import { rankOrder } from './hosts.ts';
 
@@ -40,7 +40,7 @@ export interface BarrierTuning {
   readonly putWindowMs: number;
   /** Near completion a waiting node looks about this often (the watcher LISTs more often). */
   readonly pollEveryMs: number;
-  /** All waiting nodes together GET the progress record at most this often per second (S3 allows 5,500 per prefix). */
+  /** All waiting nodes together GET the progress record at most this often per second. Default: the store's `readsPerSecond`. */
   readonly maxPollsPerSecond: number;
   /** How many ready records the watcher GETs at once. */
   readonly fetchConcurrency: number;
@@ -189,7 +189,8 @@ interface Context {
  */
 export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutcome> {
   const { store, runId, repeat, expected } = request;
-  const tuning = { ...defaultTuning(request.startDelayMs), ...request.tuning };
+  // Every node uses the same store, so every node computes T with the same rate.
+  const tuning = { ...defaultTuning(request.startDelayMs), maxPollsPerSecond: store.readsPerSecond, ...request.tuning };
   const clock = request.clock ?? realClock;
   const count = request.onRequest ?? (() => {});
 
@@ -230,7 +231,11 @@ export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutc
     request.signal?.throwIfAborted();
     if (clock.now() >= context.giveUpAt) return finish(await giveUp(context));
     count('get');
-    let progress = await getJson<BarrierProgress>(store, context.progressKey);
+    let progress = await readProgress(context);
+    if (progress === 'unreadable') {
+      await clock.sleep(tuning.minCycleMs, request.signal);
+      continue;
+    }
     if (progress?.start) return finish(progress.start);
     if (!progress) {
       // Nobody watches yet: claim the role, and see whose claim stood (many may arrive at once).
@@ -263,10 +268,11 @@ async function claim(context: Context, putMs: number): Promise<BarrierProgress> 
     quietUntil: now,
   };
   count('put');
-  await putJson(store, context.progressKey, mine);
+  await putProgress(store, context.progressKey, mine);
   await clock.sleep(Math.min(tuning.minCycleMs, 2 * putMs + 5), context.request.signal);
   count('get');
-  return (await getJson<BarrierProgress>(store, context.progressKey)) ?? mine;
+  const stood = await readProgress(context);
+  return stood === 'unreadable' || stood === undefined ? mine : stood;
 }
 
 /**
@@ -294,6 +300,24 @@ function spreadOf(id: string): number {
   return ((hash ^ (hash >>> 13)) >>> 0) / 4294967296;
 }
 
+/**
+ * The progress record; 'unreadable' when the store served it garbled (some S3-compatible servers,
+ * s3rver among them, serve an object that is being rewritten half old, half new): look again later.
+ */
+async function readProgress(context: Context): Promise<BarrierProgress | undefined | 'unreadable'> {
+  try {
+    return await getJson<BarrierProgress>(context.store, context.progressKey);
+  } catch (error) {
+    if (error instanceof StoreError && error.cause instanceof SyntaxError) return 'unreadable';
+    throw error;
+  }
+}
+
+/** Every waiting node reads the progress record, the last one with all members in it: no indentation. */
+async function putProgress(store: Store, key: string, progress: BarrierProgress): Promise<void> {
+  await store.put(key, JSON.stringify(progress));
+}
+
 /** A progress record older than this means its watcher is gone. */
 function staleAfter(progress: BarrierProgress, tuning: BarrierTuning): number {
   return Math.max(tuning.staleMs, 3 * progress.cycleMs + 2 * progress.writeLagMs);
@@ -317,6 +341,7 @@ export function nextPollAt(progress: BarrierProgress, context: Pick<Context, 'cl
     Math.ceil(waiting / context.tuning.maxPollsPerSecond / (cycleMs / 1000)),
   );
   // Spread over the stride (which cycle) and a little within the cycle (not all at the same ms).
+  // The polls come just after the watcher's write, so they keep out of the way of its next LIST.
   const offset = Math.floor(context.slot * stride);
   const spread = Math.min(cycleMs / 4, 40) * context.slot;
   const from = Math.max(now + 1, quietUntil);
@@ -354,7 +379,7 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
         const progress: BarrierProgress = { expected, count: keys.length, watcher: me, updatedAt: now, listedAt, writeLagMs: 0, cycleMs: 0, nextListAt: now, quietUntil: now, start };
         count('put');
         count('put');
-        await Promise.all([putJson(store, context.startKey, start), putJson(store, context.progressKey, progress)]);
+        await Promise.all([putJson(store, context.startKey, start), putProgress(store, context.progressKey, progress)]);
         return start;
       }
     }
@@ -373,14 +398,17 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
     const near = quietMs < 2 * nearCycle;
     const cycleMs = near ? nearCycle : Math.min(Math.max(nearCycle, quietMs / 2), Math.max(nearCycle, tuning.heartbeatMs));
     const nextListAt = Math.max(now + 1, listedAt + cycleMs);
-    const due = near || !lastWrite || lastWrite.count !== keys.length || now - lastWrite.at >= 0.75 * tuning.heartbeatMs;
+    // Written when something changed (or as a heartbeat): readers who find an older record count
+    // the watcher's cycles on from its nextListAt.
+    const due = !lastWrite || lastWrite.count !== keys.length || now - lastWrite.at >= 0.75 * tuning.heartbeatMs;
     if (due) {
       // Another watcher may have started meanwhile (two first arrivals, or a takeover of one that
       // was only slow): the one with the smaller id goes on.
       if (writes === 0 || now - lastRivalCheck >= tuning.heartbeatMs) {
         lastRivalCheck = now;
         count('get');
-        const other = await getJson<BarrierProgress>(store, context.progressKey);
+        const read = await readProgress(context);
+        const other = read === 'unreadable' ? undefined : read;
         if (other?.start) return other.start;
         if (
           other &&
@@ -406,7 +434,7 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
       };
       const putStart = clock.now();
       count('put');
-      await putJson(store, context.progressKey, progress);
+      await putProgress(store, context.progressKey, progress);
       lastPutMs = clock.now() - putStart;
       lastWrite = { at: progress.updatedAt, count: keys.length };
       writes++;

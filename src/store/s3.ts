@@ -38,6 +38,12 @@ export interface S3StoreOptions {
   readonly forcePathStyle?: boolean;
   /** A named profile of `~/.aws/config` and `~/.aws/credentials`. Default: the standard credential chain. */
   readonly profile?: string;
+  /**
+   * GETs per second on one prefix the barrier's waiting nodes may make together. Default: 4,000 on
+   * AWS S3 (which serves 5,500 per prefix), 500 with an `endpoint` (a server of unknown size: s3rver
+   * on 2 cores serves about that).
+   */
+  readonly readsPerSecond?: number;
   /** Attempts per request, the first included, for throttling, 500/502/503/504 and network errors. Default 8. */
   readonly maxAttempts?: number;
   /** `putFile` sends files larger than this in parts of this size (at least 5 MiB). Default 8 MiB. */
@@ -50,11 +56,13 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PAGE_SIZE = 1000;
 /** Reading a response body is not retried by the SDK; `get` and `getFile` try this often. */
 const BODY_ATTEMPTS = 4;
-const LOCATOR_PARAMS = ['region', 'endpoint', 'pathStyle', 'profile'] as const;
-const LOCATOR_FORM = 's3://bucket/prefix?region=…&endpoint=…&pathStyle=true&profile=…';
+const LOCATOR_PARAMS = ['region', 'endpoint', 'pathStyle', 'profile', 'readsPerSecond'] as const;
+const LOCATOR_FORM = 's3://bucket/prefix?region=…&endpoint=…&pathStyle=true&profile=…&readsPerSecond=…';
+const AWS_READS_PER_SECOND = 4000;
+const ENDPOINT_READS_PER_SECOND = 500;
 
 /**
- * Parses `s3://bucket/some/prefix?region=us-east-1&endpoint=http://127.0.0.1:4568&pathStyle=true&profile=name`.
+ * Parses `s3://bucket/some/prefix?region=us-east-1&endpoint=http://127.0.0.1:4568&pathStyle=true&profile=name&readsPerSecond=2000`.
  * Every query parameter is optional. Credentials never belong in a locator.
  */
 export function parseS3Locator(locator: string): S3StoreOptions {
@@ -118,6 +126,7 @@ export function parseS3Locator(locator: string): S3StoreOptions {
     if (!params.profile) throw new StoreError(`Empty \`profile\` in S3 locator \`${locator}\`: name a profile or drop it`, locator);
     options.profile = params.profile;
   }
+  if (params.readsPerSecond !== undefined) options.readsPerSecond = checkReadsPerSecond(params.readsPerSecond, locator);
   return options;
 }
 
@@ -132,6 +141,7 @@ export function formatS3Locator(options: S3StoreOptions): string {
   if (options.endpoint !== undefined) query.set('endpoint', options.endpoint);
   if (options.forcePathStyle !== undefined) query.set('pathStyle', String(options.forcePathStyle));
   if (options.profile !== undefined) query.set('profile', options.profile);
+  if (options.readsPerSecond !== undefined) query.set('readsPerSecond', String(options.readsPerSecond));
   const search = query.toString();
   return `s3://${options.bucket}/${prefix}${search ? `?${search}` : ''}`;
 }
@@ -148,6 +158,7 @@ export function createS3Store(options: S3StoreOptions): Store {
   if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
     throw new StoreError(`Expected \`maxAttempts\` to be a positive integer, got \`${maxAttempts}\``, locator);
   }
+  const readsPerSecond = options.readsPerSecond === undefined ? undefined : checkReadsPerSecond(String(options.readsPerSecond), locator);
   const partSize = options.partSize ?? DEFAULT_PART_SIZE;
   if (!Number.isInteger(partSize) || partSize < MIN_PART_SIZE) {
     throw new StoreError(`Expected \`partSize\` to be an integer of at least ${MIN_PART_SIZE} (5 MiB), got \`${partSize}\``, locator);
@@ -184,6 +195,7 @@ export function createS3Store(options: S3StoreOptions): Store {
 
   return {
     locator,
+    readsPerSecond: readsPerSecond ?? (endpoint === undefined ? AWS_READS_PER_SECOND : ENDPOINT_READS_PER_SECOND),
     async put(key, body) {
       const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
       await putObject(s3, keyOf(key), bytes);
@@ -448,6 +460,17 @@ function checkEndpoint(endpoint: string, locator: string): string {
     );
   }
   return url.href.replace(/\/+$/, '');
+}
+
+function checkReadsPerSecond(value: string, locator: string): number {
+  const rate = Number(value);
+  if (!/^\d+$/.test(value) || rate < 1) {
+    throw new StoreError(
+      `Invalid readsPerSecond \`${value}\` in S3 locator \`${locator}\`: expected a whole number of GETs per second the server sustains, e.g. readsPerSecond=2000`,
+      locator,
+    );
+  }
+  return rate;
 }
 
 function parseBoolean(value: string, locator: string): boolean {

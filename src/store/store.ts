@@ -20,6 +20,11 @@ export interface ListOptions {
 export interface Store {
   /** Where the store lives, as a locator string (`file:///…`, `s3://bucket/prefix?…`). */
   readonly locator: string;
+  /**
+   * GET requests per second that many clients together may make on one prefix of this store without
+   * slowing it down: the barrier paces the polls of all waiting nodes by it.
+   */
+  readonly readsPerSecond: number;
   put(key: string, body: Uint8Array | string): Promise<void>;
   /** Uploads a file by streaming it (multipart for large files on S3). */
   putFile(key: string, path: string): Promise<void>;

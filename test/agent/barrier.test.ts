@@ -43,6 +43,17 @@ describe('barrier', () => {
     expect(first.startAt).toBe(Math.max(...first.members.map((m) => m.readyAt)) + 300);
   });
 
+  it('paces the polls by the store\'s read rate: a slow store gets a later T', async () => {
+    const slow = { ...createFolderStore({ root: tempDir('barrier') }), readsPerSecond: 10 };
+    const outcomes = await Promise.all(
+      [0, 1, 2].map((i) => awaitBarrier({ store: slow, runId, repeat: 1, self: node(i), expected: 3, timeoutMs: 10_000, startDelayMs: 300 })),
+    );
+    const start = outcomes[0]!.start;
+    // 2 waiting nodes at 10 GETs/s look every 200 ms, 100 ms less often than a third of the delay: T moves 100 ms later.
+    expect(start.startAt - Math.max(...start.members.map((m) => m.readyAt))).toBeCloseTo(400, 6);
+    for (const o of outcomes) expect(o.knownAt).toBeLessThan(start.startAt);
+  });
+
   it('times out naming the instance that booted but never got ready', async () => {
     const store = createFolderStore({ root: tempDir('barrier') });
     await putJson(store, layout.instance(runId, 'i-late'), { instanceId: 'i-late' });

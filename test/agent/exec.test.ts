@@ -1,7 +1,9 @@
 import { readFileSync } from 'node:fs';
+import { availableParallelism, getPriority } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseTimes, prepareCommand, runCommand } from '../../src/agent/exec.ts';
+import { afterStart, expectWakers, parseChronyOffset, preciseNow, sleepUntil } from '../../src/util/clock.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 function request(command: string, timeoutMs = 10_000) {
@@ -53,5 +55,49 @@ describe('running a command', () => {
   it('parses the shell `times` report', () => {
     expect(parseTimes('0m0.001000s 0m0.002000s\n1m2.500000s 0m0.250000s\n')).toEqual({ userMs: 62_500, systemMs: 250 });
     expect(parseTimes('')).toBeUndefined();
+  });
+});
+
+describe('the command at T', () => {
+  it('runs a command of several statements in the waiting shell, with its exit code', async () => {
+    const r = request('x=4; echo "x=$x"; exit $x');
+    const result = await runCommand(r);
+    expect(result.exitCode).toBe(4);
+    expect(readFileSync(r.stdoutPath, 'utf8')).toBe('x=4\n');
+  });
+
+  it('never runs a cancelled command', async () => {
+    const r = request('echo ran');
+    prepareCommand(r).cancel();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(readFileSync(r.stdoutPath, 'utf8')).toBe('');
+  });
+
+  it('still measures peak memory when many processes here start at the same T', async () => {
+    expectWakers(availableParallelism() * 8);
+    try {
+      const result = await runCommand(request(`${process.execPath} -e "const a = Buffer.alloc(64 * 1024 * 1024, 1); setTimeout(() => console.log(a[5]), 1200)"`));
+      expect(result.peakMemoryBytes).toBeGreaterThan(64 * 1024 * 1024);
+    } finally {
+      expectWakers(1);
+    }
+  });
+});
+
+describe('waiting for T', () => {
+  it('wakes at T, not before, and leaves the process priority as it found it', async () => {
+    const before = getPriority();
+    const at = preciseNow() + 50;
+    const woke = await sleepUntil(at);
+    afterStart();
+    expect(woke).toBeGreaterThanOrEqual(at);
+    expect(woke - at).toBeLessThan(50);
+    expect(getPriority()).toBe(before);
+  });
+
+  it('reads the clock offset chrony reports', () => {
+    expect(parseChronyOffset('Reference ID    : A9FEA97B (169.254.169.123)\nSystem time     : 0.000012345 seconds slow of NTP time\n')).toBeCloseTo(-0.012345, 9);
+    expect(parseChronyOffset('System time     : 0.001500000 seconds fast of NTP time')).toBeCloseTo(1.5, 9);
+    expect(parseChronyOffset('506 Cannot talk to daemon')).toBeUndefined();
   });
 });

@@ -71,6 +71,7 @@ describe('expiry', () => {
     const never = new Promise<never>(() => {});
     const hanging: Store = {
       locator: 'hanging:',
+      readsPerSecond: 4000,
       put: () => never,
       putFile: () => never,
       get: () => never,

@@ -240,6 +240,7 @@ export function countingStore(store: Store): Store & { counts: { get: number; ge
   const fetchedKeys: string[] = [];
   return {
     locator: store.locator,
+    readsPerSecond: store.readsPerSecond,
     counts,
     fetchedKeys,
     put: (key, body) => store.put(key, body),

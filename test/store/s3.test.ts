@@ -62,11 +62,18 @@ describe('parseS3Locator', () => {
     expect(parseS3Locator('s3://bucket/x?pathStyle=false').forcePathStyle).toBe(false);
   });
 
+  it('paces the barrier by AWS S3\'s rate, by a cautious one for another server, or by the locator\'s readsPerSecond', () => {
+    expect(createS3Store(parseS3Locator('s3://bucket/x?region=us-east-1')).readsPerSecond).toBe(4000);
+    expect(createS3Store(parseS3Locator('s3://bucket/x?endpoint=http://127.0.0.1:9000')).readsPerSecond).toBe(500);
+    expect(createS3Store(parseS3Locator('s3://bucket/x?endpoint=http://127.0.0.1:9000&readsPerSecond=20000')).readsPerSecond).toBe(20000);
+  });
+
   it('round-trips through formatS3Locator', () => {
     for (const locator of [
       's3://bucket/',
       's3://bucket/a/b/?region=us-east-1',
       's3://b.c-d/with%20space/?region=us-east-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&pathStyle=true&profile=lab',
+      's3://bucket/x/?endpoint=http%3A%2F%2F127.0.0.1%3A9000&readsPerSecond=2000',
     ]) {
       expect(formatS3Locator(parseS3Locator(locator))).toBe(locator);
     }
@@ -77,7 +84,9 @@ describe('parseS3Locator', () => {
     ['s3://Bucket/x', /Invalid bucket name `Bucket`.*lowercase/],
     ['s3://ab/x', /Invalid bucket name `ab`/],
     ['s3://bucket:9000/x', /a port belongs in the endpoint, e\.g\. \?endpoint=http:\/\/127\.0\.0\.1:9000/],
-    ['s3://bucket/x?regoin=us-east-1', /Unknown parameter `regoin`.*region, endpoint, pathStyle, profile/],
+    ['s3://bucket/x?regoin=us-east-1', /Unknown parameter `regoin`.*region, endpoint, pathStyle, profile, readsPerSecond/],
+    ['s3://bucket/x?readsPerSecond=fast', /Invalid readsPerSecond `fast`.*readsPerSecond=2000/],
+    ['s3://bucket/x?readsPerSecond=0', /Invalid readsPerSecond `0`/],
     ['s3://bucket/x?region=a&region=b', /appears twice/],
     ['s3://bucket/x?endpoint=ftp://host', /Invalid endpoint `ftp:\/\/host`.*http:\/\/ or https:\/\//],
     ['s3://bucket/x?endpoint=127.0.0.1:4568', /Invalid endpoint/],
