@@ -100,6 +100,8 @@ export interface Counts {
 /** A store in memory whose requests take virtual time and are counted as S3 would bill them. */
 export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: Counts, random: () => number = Math.random): Store {
   const objects = new Map<string, { body: Uint8Array; at: number }>();
+  // Thousands of nodes LIST the same unchanged prefix (the seed's barrier): list it once per change.
+  const listings = new Map<string, ObjectInfo[]>();
   const wait = (ms: number) => clock.sleep(ms * (0.5 + random()));
   return {
     locator: 'memory://',
@@ -108,6 +110,7 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: 
       counts.put++;
       await wait(latency.putMs);
       objects.set(key, { body: typeof body === 'string' ? Buffer.from(body) : body, at: clock.now() });
+      listings.clear();
     },
     async putFile() {
       throw new Error('not in the simulation');
@@ -121,17 +124,23 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: 
       throw new Error('not in the simulation');
     },
     async list(prefix: string, _options?: ListOptions): Promise<ObjectInfo[]> {
-      const keys = [...objects.keys()].filter((k) => k.startsWith(prefix)).sort();
-      const pages = Math.max(1, Math.ceil(keys.length / 1000));
+      let listing = listings.get(prefix);
+      if (!listing) {
+        const keys = [...objects.keys()].filter((k) => k.startsWith(prefix)).sort();
+        listing = keys.map((key) => ({ key, size: objects.get(key)?.body.length ?? 0, lastModified: new Date(objects.get(key)?.at ?? 0) }));
+        listings.set(prefix, listing);
+      }
+      const pages = Math.max(1, Math.ceil(listing.length / 1000));
       for (let page = 0; page < pages; page++) {
         counts.list++;
-        await wait(latency.listPageMs + Math.min(1000, keys.length - page * 1000) * latency.listPerKeyMs);
+        await wait(latency.listPageMs + Math.min(1000, listing.length - page * 1000) * latency.listPerKeyMs);
       }
       // What the first page saw is what the LIST returns (S3 pages are read one after another).
-      return keys.map((key) => ({ key, size: objects.get(key)?.body.length ?? 0, lastModified: new Date(objects.get(key)?.at ?? 0) }));
+      return [...listing];
     },
     async delete(key) {
       objects.delete(key);
+      listings.clear();
     },
     async dispose() {},
   };
