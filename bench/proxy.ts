@@ -16,9 +16,8 @@ export interface RequestCounts {
 export interface CountingProxy {
   readonly endpoint: string;
   readonly counts: RequestCounts;
-  readonly serverErrors: Readonly<Record<number, number>>;
-  /** GET bodies s3rver cut short (an object read while being rewritten), asked again. */
-  readonly stalledBodies: number;
+  /** GETs the proxy asked s3rver again (a 5xx, or a body cut short while the object was rewritten); not in `counts`. */
+  readonly retries: number;
   reset(): void;
   close(): Promise<void>;
 }
@@ -37,21 +36,20 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   // request never goes out on a connection that is closing.
   const agent = new Agent({ keepAlive: true, maxSockets: 64, timeout: 2000 });
   const counts: RequestCounts = { put: 0, get: 0, list: 0, other: 0 };
-  /** Server errors (5xx) by status: the SDK retries them, and they count as requests. */
-  const statuses: Record<number, number> = {};
-  let stalls = 0;
+  let retries = 0;
   const server: Server = createServer((req, res) => {
     counts[kindOf(req)]++;
     // s3rver answers 500 when an object is read while it is being rewritten (S3 never does: its
     // writes are atomic). A GET that meets one is asked again here after a moment, so that the
     // figures show the barrier on an S3-like store, not the SDK's backoff on s3rver's race; every
-    // such retry is counted in `serverErrors`.
+    // such retry is counted in `retries`.
     const retryable = req.method === 'GET' || req.method === 'HEAD';
     const send = (attempt: number) => {
       let abandoned = false;
       const retry = () => {
         if (abandoned) return;
         abandoned = true;
+        retries++;
         forward.destroy();
         setTimeout(() => send(attempt + 1), 5 + 10 * attempt);
       };
@@ -59,7 +57,6 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
         { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers, agent },
         (answer) => {
           const status = answer.statusCode ?? 502;
-          if (status >= 500) statuses[status] = (statuses[status] ?? 0) + 1;
           if (status >= 500 && retryable && attempt < 8) {
             answer.resume();
             retry();
@@ -84,7 +81,6 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
           answer.on('error', () => {
             clearTimeout(stall);
             if (abandoned) return;
-            stalls++;
             retry();
           });
           answer.on('end', () => {
@@ -92,7 +88,6 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
             const body = Buffer.concat(chunks);
             if (abandoned || res.headersSent) return;
             if (Number.isFinite(expected) && body.length !== expected && attempt < 8) {
-              stalls++;
               retry();
               return;
             }
@@ -123,13 +118,12 @@ export async function startCountingProxy(target: string): Promise<CountingProxy>
   return {
     endpoint: `http://127.0.0.1:${port}`,
     counts,
-    serverErrors: statuses,
-    get stalledBodies() {
-      return stalls;
+    get retries() {
+      return retries;
     },
     reset() {
       counts.put = counts.get = counts.list = counts.other = 0;
-      for (const key of Object.keys(statuses)) delete statuses[Number(key)];
+      retries = 0;
     },
     async close() {
       server.closeAllConnections();

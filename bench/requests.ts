@@ -77,8 +77,7 @@ export async function benchRequests(options: RequestsOptions): Promise<RequestsR
         const child = startNode(options.procs['light-agents'], [JSON.stringify(args)], { ...process.env, ...s3.env });
         const lines = await outputOf(child, `${n} lightweight agents (${mode})`);
         const result = JSON.parse(lines.find((l) => l.startsWith('{'))!) as { nodes: NodeOutcome[]; maxRssBytes: number };
-        const retries = proxy.stalledBodies + Object.values(proxy.serverErrors).reduce((a, b) => a + b, 0);
-        return { ...figuresOf(n, { ...proxy.counts }, result.nodes, options.startDelayMs, result.maxRssBytes), s3rverRetries: retries };
+        return { ...figuresOf(n, { ...proxy.counts }, result.nodes, options.startDelayMs, result.maxRssBytes), s3rverRetries: proxy.retries };
       };
       // Each run has its own arrival times. The nodes pace their polls by the store's readsPerSecond:
       // 500 for an S3-compatible endpoint such as this s3rver (4,000 on AWS S3).

@@ -2,7 +2,7 @@
 // LIST-every-0.5-s loop) against one store, arriving at its own time over `spreadMs`, as booting
 // instances would. Prints one JSON line: per node readyAt / knownAt / startAt, and the process's
 // peak memory.
-import { awaitBarrier, type BarrierTuning } from '../../src/agent/barrier.ts';
+import { awaitBarrier } from '../../src/agent/barrier.ts';
 import { layout } from '../../src/core/layout.ts';
 import { openStore } from '../../src/store/open.ts';
 import { putJson, type Store } from '../../src/store/store.ts';
@@ -16,7 +16,6 @@ interface Args {
   readonly mode: 'lockstep' | 'seed';
   readonly startDelayMs: number;
   readonly seed: number;
-  readonly tuning?: Partial<BarrierTuning>;
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
@@ -44,7 +43,6 @@ const nodes = await Promise.all(
       timeoutMs: 600_000,
       startDelayMs: args.startDelayMs,
       measureClockOffset: false,
-      tuning: args.tuning,
     });
     await own.dispose();
     return { readyAt: outcome.ready.readyAt, knownAt: outcome.knownAt, startAt: outcome.start.startAt, watched: outcome.watched };
