@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { loadLocalRun } from '../src/results/local-run.ts';
 import { extractMetrics } from '../src/results/metrics.ts';
-import type { MetricSpecInput } from '../src/results/spec-fields.ts';
+import type { MetricSpecInput } from '../src/spec/metrics.ts';
 
 /**
  * Analysis throughput: generates a run's worth of logs (default ~1 GB over 16 nodes), extracts a

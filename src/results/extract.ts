@@ -1,6 +1,6 @@
 import { literalPrefix, requiredLiteral } from './regex-literal.ts';
 import { scanLines, type LineMatcher } from './line-scan.ts';
-import type { MetricSpec, PerNode } from './spec-fields.ts';
+import type { MetricSpec, PerNode } from '../spec/metrics.ts';
 
 /**
  * Extraction from one node file: the line matcher of each metric and the samples it gathers. Used

@@ -1,4 +1,4 @@
-import type { Matrix, MatrixValue } from './spec-fields.ts';
+import type { Matrix, MatrixValue } from '../spec/matrix.ts';
 
 /** One point of a sweep: a value for every matrix key, and the `--set` overrides that make it. */
 export interface MatrixPoint {

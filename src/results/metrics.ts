@@ -6,7 +6,7 @@ import type { RunManifest } from '../core/manifest.ts';
 import type { NodeSamples } from './extract.ts';
 import type { LocalRun } from './local-run.ts';
 import { scanFiles, type ScanPoolOptions } from './scan-pool.ts';
-import { metricsField, type MetricSpec, type MetricSpecInput, type PerNode } from './spec-fields.ts';
+import { metricsField, type MetricSpec, type MetricSpecInput, type PerNode } from '../spec/metrics.ts';
 import { distribution, summarizeRepeats, type Distribution, type RepeatSummary } from './stats.ts';
 
 export const METRIC_STATS = ['min', 'median', 'mean', 'p95', 'max'] as const;

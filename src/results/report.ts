@@ -5,7 +5,8 @@ import { computeFigures, type RunFigures } from './figures.ts';
 import { loadLocalRun, type LocalRun } from './local-run.ts';
 import { pointLabel } from './matrix.ts';
 import { extractMetrics, metricsOfManifest, type ExtractOptions, type MetricReport } from './metrics.ts';
-import type { Matrix, MatrixValue, MetricSpec } from './spec-fields.ts';
+import type { Matrix, MatrixValue } from '../spec/matrix.ts';
+import type { MetricSpec } from '../spec/metrics.ts';
 import type { SweepRecord } from './sweep-layout.ts';
 
 /** Everything `lockstep results` knows about one run: the JSON output is this object. */

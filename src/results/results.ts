@@ -8,7 +8,7 @@ import { LocalResultsMissingError } from './errors.ts';
 import { writeHtmlReport } from './html.ts';
 import { analyseRun, analyseSweep, type Report } from './report.ts';
 import { reportRows, rowsToCsv } from './rows.ts';
-import type { MetricSpec } from './spec-fields.ts';
+import type { MetricSpec } from '../spec/metrics.ts';
 import { readSweepRecord, type SweepRecord } from './sweep-layout.ts';
 import { renderTables, reportTables } from './tables.ts';
 

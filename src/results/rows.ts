@@ -2,7 +2,7 @@ import { REPEAT_FIGURES } from './figures.ts';
 import { METRIC_STATS } from './metrics.ts';
 import type { Report, RunReport } from './report.ts';
 import type { RepeatSummary } from './stats.ts';
-import type { MatrixValue } from './spec-fields.ts';
+import type { MatrixValue } from '../spec/matrix.ts';
 
 /**
  * Every number of a report as one flat ("tidy") row: what `--csv` prints. Kinds:

@@ -6,7 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { NodeSamples, scanNodeFile, type SamplesState } from './extract.ts';
 import { forEachLimited } from './pool.ts';
 import type { ScanRequest } from './scan-worker.ts';
-import type { MetricSpec } from './spec-fields.ts';
+import type { MetricSpec } from '../spec/metrics.ts';
 
 export interface ScanJob {
   readonly path: string;

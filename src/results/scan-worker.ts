@@ -1,6 +1,6 @@
 import { parentPort } from 'node:worker_threads';
 import { scanNodeFile } from './extract.ts';
-import type { MetricSpec } from './spec-fields.ts';
+import type { MetricSpec } from '../spec/metrics.ts';
 
 /**
  * A scan worker: takes one node file at a time from the pool (`scan-pool.ts`), scans it for the

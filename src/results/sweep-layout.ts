@@ -1,5 +1,5 @@
 import { getJson, putJson, type Store } from '../store/store.ts';
-import type { Matrix, MatrixValue } from './spec-fields.ts';
+import type { Matrix, MatrixValue } from '../spec/matrix.ts';
 
 /** Where a sweep is recorded in the store, beside `runs/` (see `src/core/layout.ts`). */
 export const sweepLayout = {

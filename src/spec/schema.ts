@@ -2,7 +2,8 @@ import { z } from 'zod';
 import { parseDuration } from '../util/duration.ts';
 import { networkProblems, networkSpec } from './network.ts';
 import { awsProvider } from './provider-aws.ts';
-import { matrixField, metricsField } from '../results/spec-fields.ts';
+import { matrixField } from './matrix.ts';
+import { metricsField } from './metrics.ts';
 
 const duration = z
   .union([z.string(), z.number()])

@@ -1,9 +1,8 @@
 import { z } from 'zod';
 
 /**
- * The spec fields of the results side: `metrics` (values read from each node's files after a run)
- * and `matrix` (a parameter sweep). `src/spec/schema.ts` adds them to the spec; the results code
- * reads them back from a run's recorded spec.
+ * The spec's `metrics` field: values read from each node's files after a run (see
+ * docs/results.md). The results code reads the declarations back from a run's recorded spec.
  */
 
 export const PER_NODE = ['all', 'first', 'last', 'min', 'max', 'mean', 'sum'] as const;
@@ -52,31 +51,8 @@ export const metricsField = z
   .refine((list) => new Set(list.map((m) => m.name)).size === list.length, { message: 'Metric names must be unique' })
   .describe('User metrics extracted from every node\'s logs after each repeat (see docs/results.md)');
 
-const scalar = z.union([z.string(), z.number(), z.boolean()]);
-
-/** `instances`, `params.protocol`, `groups.0.params.role`: a spec key path as for `--set`. */
-export const MATRIX_KEY = /^(?!matrix(?:\.|$))[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*$/;
-
-export const matrixField = z
-  .record(z.string(), z.array(scalar).min(1))
-  .superRefine((matrix, context) => {
-    for (const key of Object.keys(matrix)) {
-      if (!MATRIX_KEY.test(key)) {
-        context.addIssue({
-          code: 'custom',
-          path: [key],
-          message: 'Expected a spec key path such as `instances` or `params.protocol` (not `matrix`)',
-        });
-      }
-    }
-  })
-  .optional()
-  .describe('A parameter sweep: one run per combination of these values; keys are spec key paths as for `--set`');
-
 export type MetricSpec = z.output<typeof metricSpec>;
 export type MetricSpecInput = z.input<typeof metricSpec>;
-export type Matrix = NonNullable<z.output<typeof matrixField>>;
-export type MatrixValue = z.output<typeof scalar>;
 
 function isRegex(source: string): boolean {
   try {
