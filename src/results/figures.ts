@@ -81,7 +81,8 @@ export interface RunFigures {
 export function computeFigures(run: LocalRun): RunFigures {
   const repeats = run.repeats.map((repeat) => repeatFigures(repeat, run.manifest.instances));
   const overRepeats = Object.fromEntries(
-    REPEAT_FIGURES.map(({ key }) => [key, summarizeRepeats(repeats.filter((r) => r.nodes > 0).map((r) => r.values[key]))]),
+    // Every framework figure is a duration, a size or a count: none can be negative.
+    REPEAT_FIGURES.map(({ key }) => [key, summarizeRepeats(repeats.filter((r) => r.nodes > 0).map((r) => r.values[key]), { nonNegative: true })]),
   ) as Record<RepeatFigureKey, RepeatSummary>;
   const byRank = new Map<number, number[]>();
   for (const repeat of repeats) {

@@ -112,8 +112,10 @@ export async function extractMetrics(
 
   return metrics.map((metric, m) => {
     const repeats = run.repeats.map((repeat, r) => aggregateRepeat(repeat.repeat, collectors[m]![r]!, metric.perNode));
+    // A metric none of whose samples was ever negative is taken for one that cannot be.
+    const nonNegative = repeats.every((rep) => rep.stats === null || rep.stats.min >= 0);
     const overRepeats = Object.fromEntries(
-      METRIC_STATS.map((stat) => [stat, summarizeRepeats(repeats.map((rep) => rep.stats?.[stat] ?? null))]),
+      METRIC_STATS.map((stat) => [stat, summarizeRepeats(repeats.map((rep) => rep.stats?.[stat] ?? null), { nonNegative })]),
     ) as Record<MetricStat, RepeatSummary>;
     return {
       name: metric.name,

@@ -17,8 +17,24 @@ export interface RepeatSummary {
   readonly mean: number | null;
   /** Sample standard deviation (n − 1); null for fewer than two repeats. */
   readonly sd: number | null;
-  /** 95% confidence interval of the mean, mean ± t(0.975, n − 1) · sd / √n; null for fewer than two repeats. */
+  /**
+   * 95% confidence interval of the mean, mean ± t(0.975, n − 1) · sd / √n; null where it would mean
+   * nothing (`ci95Omitted` says why).
+   */
   readonly ci95: readonly [number, number] | null;
+  /**
+   * Why there is no interval: `one-repeat` (fewer than two repeats had a value), `no-spread` (the
+   * same value in every repeat), `below-zero` (the interval would reach below zero for a quantity
+   * that cannot be negative: too few repeats for the spread).
+   */
+  readonly ci95Omitted?: CiOmitted;
+}
+
+export type CiOmitted = 'one-repeat' | 'no-spread' | 'below-zero';
+
+export interface SummarizeOptions {
+  /** The quantity cannot be negative (a duration, bytes, a count): an interval reaching below zero is left out. */
+  readonly nonNegative?: boolean;
 }
 
 export function mean(values: ArrayLike<number>): number {
@@ -113,14 +129,16 @@ function swap(values: Float64Array, a: number, b: number): void {
 }
 
 /** Mean, sd and 95% CI of per-repeat values; nulls (a repeat without the figure) are left out. */
-export function summarizeRepeats(values: ReadonlyArray<number | null | undefined>): RepeatSummary {
+export function summarizeRepeats(values: ReadonlyArray<number | null | undefined>, options: SummarizeOptions = {}): RepeatSummary {
   const present = values.filter((v): v is number => typeof v === 'number' && Number.isFinite(v));
   const n = present.length;
   if (n === 0) return { n, mean: null, sd: null, ci95: null };
   const m = mean(present);
-  if (n < 2) return { n, mean: m, sd: null, ci95: null };
+  if (n < 2) return { n, mean: m, sd: null, ci95: null, ci95Omitted: 'one-repeat' };
   const sd = sampleSd(present);
+  if (sd === 0) return { n, mean: m, sd, ci95: null, ci95Omitted: 'no-spread' };
   const half = studentT975(n - 1) * (sd / Math.sqrt(n));
+  if (options.nonNegative && m - half < 0) return { n, mean: m, sd, ci95: null, ci95Omitted: 'below-zero' };
   return { n, mean: m, sd, ci95: [m - half, m + half] };
 }
 

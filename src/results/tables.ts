@@ -2,7 +2,7 @@ import { REPEAT_FIGURES } from './figures.ts';
 import { formatValue } from './format.ts';
 import { METRIC_STATS } from './metrics.ts';
 import type { Report, RunReport, SweepReport } from './report.ts';
-import type { RepeatSummary } from './stats.ts';
+import { studentT975, type CiOmitted, type RepeatSummary } from './stats.ts';
 
 /** Which number of the flat rows (CSV) a table cell shows: see `rows.ts`. */
 export interface CellRef {
@@ -51,7 +51,9 @@ export function runTables(report: RunReport): Table[] {
   ];
 
   const rows: Cell[][] = [];
+  const omitted: Array<{ readonly label: string; readonly summary: RepeatSummary }> = [];
   for (const figure of REPEAT_FIGURES) {
+    if (overRepeats) omitted.push({ label: figure.label, summary: figures.overRepeats[figure.key] });
     const ref = (repeat: number | 'all', aggregate: CellRef['aggregate']): CellRef => ({
       run: runId,
       kind: 'figure',
@@ -72,6 +74,7 @@ export function runTables(report: RunReport): Table[] {
   for (const metric of report.metrics) {
     for (const stat of [...METRIC_STATS, 'samples'] as const) {
       const unit = stat === 'samples' ? 'count' : metric.unit;
+      if (overRepeats && stat !== 'samples') omitted.push({ label: `${metric.name} ${stat}`, summary: metric.overRepeats[stat] });
       const ref = (repeat: number | 'all', aggregate: CellRef['aggregate']): CellRef => ({
         run: runId,
         kind: 'metric',
@@ -93,7 +96,7 @@ export function runTables(report: RunReport): Table[] {
     }
   }
 
-  const notes: string[] = [];
+  const notes: string[] = [...intervalNotes(omitted)];
   if (shownRepeats.length === 0) notes.push(`${repeats.length} repeats: per-repeat values are in --csv, --json and the HTML report`);
   for (const { rank, repeats: failed } of figures.failuresByRank) {
     notes.push(`rank ${rank} failed in repeat${failed.length > 1 ? 's' : ''} ${failed.join(', ')}`);
@@ -116,16 +119,45 @@ function summaryCells(summary: RepeatSummary, unit: string | null, ref: (a: Cell
   ];
 }
 
+/**
+ * Why some 95% intervals are not shown, once per reason, naming the rows: an interval is shown only
+ * where it means something (see `summarizeRepeats`).
+ */
+export function intervalNotes(entries: ReadonlyArray<{ readonly label: string; readonly summary: RepeatSummary }>): string[] {
+  const byReason = new Map<CiOmitted, Array<{ label: string; summary: RepeatSummary }>>();
+  for (const entry of entries) {
+    const reason = entry.summary.ci95Omitted;
+    if (reason) byReason.set(reason, [...(byReason.get(reason) ?? []), entry]);
+  }
+  const notes: string[] = [];
+  for (const [reason, list] of byReason) {
+    const labels = list.map((e) => e.label).join(', ');
+    if (reason === 'below-zero') {
+      const n = Math.min(...list.map((e) => e.summary.n));
+      notes.push(
+        `95% CI not shown for ${labels}: with ${n} repeats the interval (mean ± ${studentT975(n - 1).toFixed(2)} · sd / √${n}) would reach below zero, which these cannot; more repeats narrow it`,
+      );
+    } else if (reason === 'no-spread') {
+      notes.push(`95% CI not shown for ${labels}: the same in every repeat`);
+    } else {
+      notes.push(`95% CI not shown for ${labels}: only one repeat has a value`);
+    }
+  }
+  return notes;
+}
+
 /** A row per point: its matrix values, then each headline figure and metric mean as mean [95% CI] over repeats. */
 export function sweepTable(report: SweepReport): Table {
   const metricNames = [...new Set(report.points.flatMap((p) => p.run?.metrics.map((m) => m.name) ?? []))];
   const figures = REPEAT_FIGURES.filter((f) => ['failed', 'startSkewMs', 'durationMedianMs', 'durationMaxMs'].includes(f.key));
   const columns = [...report.keys, 'run', 'repeats', ...figures.map((f) => f.label), ...metricNames.map((m) => `${m} (mean)`)];
+  const omitted: Array<{ readonly label: string; readonly summary: RepeatSummary }> = [];
   const rows: Cell[][] = report.points.map((point) => {
     const run = point.run;
     const keyCells = report.keys.map((key) => ({ text: String(point.values[key]) }));
     if (!run) return [...keyCells, { text: 'not run' }, ...columns.slice(keyCells.length + 1).map(() => ({ text: '' }))];
     const cell = (summary: RepeatSummary, unit: string | null, base: Omit<CellRef, 'aggregate'>): Cell => {
+      omitted.push({ label: `${point.label}: ${base.name}`, summary });
       const refs: CellRef[] = [{ ...base, aggregate: 'mean' }];
       const text = formatValue(summary.mean, unit);
       if (!summary.ci95) return { text, refs };
@@ -147,7 +179,7 @@ export function sweepTable(report: SweepReport): Table {
       }),
     ];
   });
-  return { title: `${report.name} · sweep ${report.sweepId} · ${report.points.length} points`, columns, rows, notes: [] };
+  return { title: `${report.name} · sweep ${report.sweepId} · ${report.points.length} points`, columns, rows, notes: intervalNotes(omitted.filter((o) => o.summary.ci95Omitted === 'below-zero')) };
 }
 
 /** Plain text: a title line, aligned columns (text left, numbers right), notes. */
@@ -161,8 +193,23 @@ export function renderTable(table: Table): string {
       .trimEnd();
   const out = [table.title, '', line(table.columns), line(widths.map((w) => '─'.repeat(w)))];
   for (const row of table.rows) out.push(line(row.map((c) => c.text)));
-  if (table.notes.length > 0) out.push('', ...table.notes);
+  if (table.notes.length > 0) out.push('', ...table.notes.flatMap((note) => wrap(note, NOTE_WIDTH)));
   return out.join('\n') + '\n';
+}
+
+const NOTE_WIDTH = 110;
+
+/** Breaks a long note at spaces into lines of at most `width`, continued lines indented. */
+function wrap(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = `  ${word}`;
+    } else line = line ? `${line} ${word}` : word;
+  }
+  return [...lines, line];
 }
 
 export function renderTables(tables: readonly Table[]): string {

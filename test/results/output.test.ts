@@ -48,8 +48,9 @@ describe('outputs carry the same numbers', () => {
         }
       }
     }
-    // 15 figures + 4 metrics × 6 rows, each with 3 repeat columns, and mean, sd, CI (2 numbers) for all but `samples`.
-    expect(checked).toBe(15 * (3 + 4) + 4 * (5 * (3 + 4) + 3));
+    // 15 figures + 4 metrics × 6 rows, each with 3 repeat columns, and mean, sd and (where shown) the CI's 2 numbers for all but `samples`.
+    const intervals = [...Object.values(report.figures.overRepeats), ...report.metrics.flatMap((m) => Object.values(m.overRepeats))].filter((s) => s.ci95).length;
+    expect(checked).toBe(15 * (3 + 2) + 4 * (5 * (3 + 2) + 3) + 2 * intervals);
   });
 
   it('every CSV row is the number in the JSON report', () => {

@@ -47,7 +47,7 @@ describe('quantiles and distributions', () => {
     expect(s.sd).toBeCloseTo(reference.sd(xs), 12);
     expect(s.ci95![0]).toBeCloseTo(reference.mean(xs) - half, 3);
     expect(s.ci95![1]).toBeCloseTo(reference.mean(xs) + half, 3);
-    expect(summarizeRepeats([5])).toEqual({ n: 1, mean: 5, sd: null, ci95: null });
+    expect(summarizeRepeats([5])).toEqual({ n: 1, mean: 5, sd: null, ci95: null, ci95Omitted: 'one-repeat' });
     expect(summarizeRepeats([])).toEqual({ n: 0, mean: null, sd: null, ci95: null });
   });
 });
