@@ -42,6 +42,8 @@ export interface RunOptions {
   readonly pollIntervalMs?: number;
   /** A provider to use instead of the one the spec names (tests). */
   readonly provider?: Provider;
+  /** Awaited once the run's manifest is in the store, before any instance is launched (a sweep records the run). */
+  readonly onManifest?: (manifest: RunManifest) => Promise<void>;
 }
 
 export interface RunOutcome {
@@ -138,6 +140,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     };
     await putJson(store, layout.manifest(runId), manifest);
     emit({ type: 'phase', phase: 'manifest', detail: runId });
+    await options.onManifest?.(manifest);
 
     provider = options.provider ?? (await createProvider(spec.provider, { home: options.home }));
     instances = await provider.launch({

@@ -36,6 +36,11 @@ export interface LoadedSpec {
 export interface LoadOptions {
   /** `key.path=value` overrides, applied in order before validation. */
   readonly overrides?: readonly string[];
+  /**
+   * One point of the spec's `matrix` (key path → value), applied after the overrides; the spec is
+   * then that point's run, without the matrix. An error in a value points at its matrix line.
+   */
+  readonly matrixPoint?: Readonly<Record<string, unknown>>;
   readonly cwd?: string;
 }
 
@@ -62,14 +67,24 @@ export function parseSpec(text: string, options: LoadOptions & { file: string; s
   for (const override of options.overrides ?? []) {
     const { keyPath, value } = parseOverride(override);
     doc.setIn(keyPath, doc.createNode(value));
-    overridden.set(keyPath.join('.'), `--set ${override}`);
+    overridden.set(keyPath.join('.'), `${shown} (--set ${override})`);
+  }
+  if (options.matrixPoint) {
+    const label = Object.entries(options.matrixPoint).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(' ');
+    for (const [key, value] of Object.entries(options.matrixPoint)) {
+      const keyNode = nodeAt(doc, ['matrix', key]);
+      const at = keyNode?.range ? lineCounter.linePos(keyNode.range[0]) : undefined;
+      overridden.set(key, `${shown}${at ? `:${at.line}:${at.col}` : ''} (matrix point ${label})`);
+      doc.setIn(splitKeyPath(key), doc.createNode(value));
+    }
+    doc.delete('matrix');
   }
 
   const locate = (path: readonly PropertyKey[]): { line?: number; column?: number; origin?: string } => {
     const dotted = path.map(String);
     for (let i = dotted.length; i > 0; i--) {
       const origin = overridden.get(dotted.slice(0, i).join('.'));
-      if (origin) return { origin: `${shown} (${origin})` };
+      if (origin) return { origin };
     }
     const node = nodeAt(doc, path);
     if (!node?.range) return {};
@@ -130,10 +145,7 @@ export function parseSpec(text: string, options: LoadOptions & { file: string; s
 export function parseOverride(override: string): { keyPath: (string | number)[]; value: unknown } {
   const eq = override.indexOf('=');
   if (eq <= 0) throw new SpecError('--set', override, 'Expected `key.path=value`, e.g. `--set instances=16`');
-  const keyPath = override
-    .slice(0, eq)
-    .split('.')
-    .map((part) => (/^\d+$/.test(part) ? Number(part) : part));
+  const keyPath = splitKeyPath(override.slice(0, eq));
   if (keyPath.some((part) => part === '')) throw new SpecError('--set', override, 'Empty key in the path: write it as `a.b=value`');
   let value: unknown;
   try {
@@ -142,6 +154,11 @@ export function parseOverride(override: string): { keyPath: (string | number)[];
     value = override.slice(eq + 1);
   }
   return { keyPath, value: value ?? '' };
+}
+
+/** `groups.0.params.role` → `['groups', 0, 'params', 'role']`. */
+function splitKeyPath(dotted: string): (string | number)[] {
+  return dotted.split('.').map((part) => (/^\d+$/.test(part) ? Number(part) : part));
 }
 
 function nodeAt(doc: Document, path: readonly PropertyKey[]): { range?: [number, number, number] | null } | undefined {

@@ -1,14 +1,13 @@
 import { defineCommand } from 'citty';
 import { Listr, type ListrTaskWrapper } from 'listr2';
 import { createInterface } from 'node:readline';
-import { newRunId } from '../../controller/run-id.ts';
-import { runExperiment, storeLocatorFor, type RunEvent, type RunOutcome } from '../../controller/run.ts';
-import { matrixPoints, pointLabel } from '../../results/matrix.ts';
-import { recordSweepRun, writeSweepRecord } from '../../results/sweep-layout.ts';
+import { runExperiment, type RunEvent, type RunOptions, type RunOutcome } from '../../controller/run.ts';
+import { isSweep, planSweep, runSweep, type SweepOutcome } from '../../controller/sweep.ts';
+import { pointLabel } from '../../results/matrix.ts';
 import { openStore } from '../../store/open.ts';
 import type { Store } from '../../store/store.ts';
 import type { RepeatStatus } from '../../controller/status.ts';
-import { loadSpec, type LoadedSpec } from '../../spec/load.ts';
+import { loadSpec } from '../../spec/load.ts';
 import type { Spec } from '../../spec/schema.ts';
 import { EXIT } from '../errors.ts';
 import { jsonArg, repeatedOption, storeArg } from '../shared-args.ts';
@@ -28,65 +27,66 @@ export default defineCommand({
   async run({ args, rawArgs }) {
     const overrides = repeatedOption(rawArgs, 'set');
     const loaded = loadSpec(args.spec, { overrides });
+    // Every point of a sweep is checked before anything is launched (and by the dry run).
+    const plan = isSweep(loaded) ? planSweep(loaded, { overrides }) : undefined;
     if (args['dry-run']) {
       await printPlan(loaded.spec, args.store, args.json);
       return;
     }
-    const points = matrixPoints(loaded.spec.matrix);
-    if (points.length <= 1 && Object.keys(loaded.spec.matrix ?? {}).length === 0) {
-      const { outcome, exitCode } = await runOnce(loaded, args);
+    if (!plan) {
+      const { outcome, exitCode } = await interruptible(args, (control) => runShown({ loaded, store: args.store, signal: control.signal, confirmEnd: control.confirmEnd }, args, control));
       if (outcome && args.results && !args.json && exitCode !== EXIT.interrupted) await showResults(outcome.runId, outcome.store);
       process.exitCode = exitCode;
       return;
     }
-    // A sweep: one run per point of the matrix. Every point is checked before anything is launched.
-    const pointSpecs = points.map((point) => ({ point, loaded: loadSpec(args.spec, { overrides: [...overrides, ...point.overrides, 'matrix={}'] }) }));
-    const locator = await storeLocatorFor(loaded, args.store);
-    const sweepId = newRunId(`${loaded.spec.name}-sweep`);
-    await withStore(locator, (store) =>
-      writeSweepRecord(store, {
-        formatVersion: 1,
-        sweepId,
-        name: loaded.spec.name,
-        createdAt: new Date().toISOString(),
-        matrix: loaded.spec.matrix ?? {},
-        points: points.map(({ index, values, overrides: set }) => ({ index, values, overrides: set })),
+    const { outcome, exitCode } = await interruptible(args, (control) =>
+      runSweep({
+        plan,
+        store: args.store,
+        signal: control.signal,
+        confirmEnd: control.confirmEnd,
+        onSweepEvent: (event) => {
+          if (args.json) return;
+          if (event.type === 'sweep') console.log(`Sweep ${event.sweepId}: ${event.points} points`);
+          else console.log(`\nPoint ${event.point.index + 1}/${event.total}: ${pointLabel(event.point.values)}`);
+        },
+        runPoint: (options) => runShown(options, { ...args, quiet: args.json }, control),
       }),
     );
-    if (!args.json) console.log(`Sweep ${sweepId}: ${points.length} points`);
-    const runs: Array<{ point: number; values: unknown; runId?: string; ok: boolean }> = [];
-    let exitCode: number = EXIT.ok;
-    for (const { point, loaded: pointSpec } of pointSpecs) {
-      if (!args.json) console.log(`\nPoint ${point.index + 1}/${points.length}: ${pointLabel(point.values)}`);
-      const recordRun = (event: RunEvent) => {
-        if (event.type === 'phase' && event.phase === 'manifest') void withStore(locator, (store) => recordSweepRun(store, sweepId, point.index, event.detail));
-      };
-      const { outcome, exitCode: code } = await runOnce(pointSpec, { ...args, store: locator, quiet: args.json }, recordRun);
-      runs.push({ point: point.index, values: point.values, runId: outcome?.runId, ok: outcome?.ok ?? false });
-      if (code !== EXIT.ok) exitCode = code === EXIT.interrupted ? code : EXIT.failed;
-      if (code === EXIT.interrupted) break;
-    }
-    if (args.json) console.log(JSON.stringify({ sweepId, store: locator, runs }, null, 2));
-    else if (args.results && exitCode !== EXIT.interrupted) await showResults(sweepId, locator);
+    if (args.json) {
+      const runs = outcome.runs.map(({ point, values, runId, ok }) => ({ point, values, runId, ok }));
+      console.log(JSON.stringify({ sweepId: outcome.sweepId, store: outcome.store, runs }, null, 2));
+    } else if (args.results && exitCode !== EXIT.interrupted) await showResults(outcome.sweepId, outcome.store);
     process.exitCode = exitCode;
   },
 });
 
-interface RunArgs {
+interface ShowArgs {
   readonly store?: string;
-  readonly yes: boolean;
   readonly json: boolean;
   /** Print nothing (a sweep with --json prints one document at the end). */
   readonly quiet?: boolean;
 }
 
-/** One run with progress (or quietly with --json), Ctrl-C handling and the summary. */
-async function runOnce(loaded: LoadedSpec, args: RunArgs, onRunEvent: (event: RunEvent) => void = () => {}): Promise<{ outcome?: RunOutcome; exitCode: number }> {
-  // Ctrl-C stops following the run; then the run's instances are ended, if the user says so.
+/** What `interruptible` gives the work it wraps. */
+interface Interruption {
+  readonly signal: AbortSignal;
+  readonly confirmEnd: NonNullable<RunOptions['confirmEnd']>;
+  /** Registers how to stop the progress display before asking the user a question. */
+  readonly onStopDisplay: (stop: () => Promise<void>) => void;
+}
+
+/**
+ * Ctrl-C stops following the run (or sweep); the run's instances are then ended, if the user says
+ * so (or at once with --yes or without a terminal). The exit code says how it went.
+ */
+async function interruptible<T extends RunOutcome | SweepOutcome>(
+  args: { readonly yes: boolean },
+  work: (interruption: Interruption) => Promise<T>,
+): Promise<{ outcome: T; exitCode: number }> {
   const interrupt = new AbortController();
   const onSigint = () => {
-    if (interrupt.signal.aborted) return;
-    interrupt.abort('interrupted');
+    if (!interrupt.signal.aborted) interrupt.abort('interrupted');
   };
   process.on('SIGINT', onSigint);
   let stopDisplay = async () => {};
@@ -99,33 +99,41 @@ async function runOnce(loaded: LoadedSpec, args: RunArgs, onRunEvent: (event: Ru
     return askYesNo(`Interrupted. End the ${instances} instance(s) of ${runId}? [Y/n] `);
   };
   try {
-    const outcome = args.json
-      ? await runExperiment({ loaded, store: args.store, signal: interrupt.signal, confirmEnd, onEvent: onRunEvent })
-      : await runWithProgress(loaded.spec.instances, loaded.spec.repeats, (onEvent, stop) => {
-          stopDisplay = stop;
-          return runExperiment({ loaded, store: args.store, signal: interrupt.signal, onEvent: (event) => (onEvent(event), onRunEvent(event)), confirmEnd });
-        });
-    const summary = summarize(outcome.status);
-    if (args.quiet) {
-      // The caller reports.
-    } else if (args.json) {
-      console.log(
-        JSON.stringify(
-          { runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], repeats: summary },
-          null,
-          2,
-        ),
-      );
-    } else {
-      console.log(formatSummary(outcome.runId, summary));
-      if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
-      if (outcome.leftRunning?.length) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
-      console.log(`Logs and results: lockstep logs ${outcome.runId}${args.store ? ` --store ${args.store}` : ''}`);
-    }
+    const outcome = await work({ signal: interrupt.signal, confirmEnd, onStopDisplay: (stop) => (stopDisplay = stop) });
     return { outcome, exitCode: interrupt.signal.aborted ? EXIT.interrupted : outcome.ok ? EXIT.ok : EXIT.failed };
   } finally {
     process.off('SIGINT', onSigint);
   }
+}
+
+/** One run with progress (or quietly with --json), then its summary. */
+async function runShown(options: RunOptions, args: ShowArgs, interruption: Interruption): Promise<RunOutcome> {
+  const { spec } = options.loaded;
+  const outcome =
+    args.json || args.quiet
+      ? await runExperiment(options)
+      : await runWithProgress(spec.instances, spec.repeats, (onEvent, stop) => {
+          interruption.onStopDisplay(stop);
+          return runExperiment({ ...options, onEvent: (event) => (onEvent(event), options.onEvent?.(event)) });
+        });
+  const summary = summarize(outcome.status);
+  if (args.quiet) {
+    // The caller reports.
+  } else if (args.json) {
+    console.log(
+      JSON.stringify(
+        { runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], repeats: summary },
+        null,
+        2,
+      ),
+    );
+  } else {
+    console.log(formatSummary(outcome.runId, summary));
+    if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
+    if (outcome.leftRunning?.length) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
+    console.log(`Logs and results: lockstep logs ${outcome.runId}${args.store ? ` --store ${args.store}` : ''}`);
+  }
+  return outcome;
 }
 
 /** Downloads the run (or sweep) and prints its figures and metrics; a failure here never hides the run's own outcome. */
