@@ -1,12 +1,10 @@
-import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { NetemRecord } from '../core/manifest.ts';
 import { isEmptyPlan, isNone, type Impairment, type NetemPlan } from '../spec/network.ts';
 import { preciseNow } from '../util/clock.ts';
 import { interfaceFor } from './netstat.ts';
+import { NOT_INSTALLED, privilegedRunner, type CommandResult, type PrivilegedRunner } from './privileged.ts';
 
 /**
  * Network emulation of the node's egress, by one of two mechanisms (docs/network.md):
@@ -120,33 +118,7 @@ export class NetemError extends Error {
   }
 }
 
-export interface TcResult {
-  readonly code: number;
-  readonly stdout: string;
-  readonly stderr: string;
-}
-
-/** Runs `tc` with arguments (and `input` on stdin); never throws for a failing command (a failure is data). */
-export type TcRunner = (args: readonly string[], input?: string) => Promise<TcResult>;
-
-/** `tc` from `$LOCKSTEP_TC`, the PATH, or the sbin folders (root's PATH may lack them). */
-export function findTc(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (env.LOCKSTEP_TC) return env.LOCKSTEP_TC;
-  const folders = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/sbin'];
-  return folders.map((folder) => join(folder, 'tc')).find((path) => existsSync(path));
-}
-
-export function tcRunner(tc: string): TcRunner {
-  return (args, input) =>
-    new Promise((resolve) => {
-      const child = execFile(tc, [...args], { timeout: 10_000, encoding: 'utf8' }, (error, stdout, stderr) => {
-        const code = error ? (typeof error.code === 'number' ? error.code : -1) : 0;
-        resolve({ code, stdout, stderr: stderr || (error && code === -1 ? error.message : '') });
-      });
-      child.stdin?.on('error', () => {});
-      child.stdin?.end(input ?? '');
-    });
-}
+type TcRunner = (args: readonly string[], input?: string) => Promise<CommandResult>;
 
 export interface InterfaceChoice {
   /** The node's address (hosts file). */
@@ -194,8 +166,8 @@ export interface NetemSession {
 export interface ApplyOptions {
   readonly plan: NetemPlan;
   readonly choice: InterfaceChoice;
-  /** Runs `tc` (default: the `tc` binary found by `findTc`). */
-  readonly tc?: TcRunner;
+  /** Runs `tc` (default: the agent's privileged runner). */
+  readonly privileged?: PrivilegedRunner;
 }
 
 /**
@@ -206,16 +178,11 @@ export async function applyNetem(options: ApplyOptions): Promise<NetemSession> {
   const { plan } = options;
   let record: EmulationRecord = { mechanism: 'tc', interface: null, plan, commands: [], applied: false, removed: false };
   let device: string;
-  let tc: TcRunner;
+  const privileged = options.privileged ?? privilegedRunner();
+  const tc: TcRunner = (args, input) => privileged('tc', args, input);
   try {
     device = await primaryInterface(options.choice);
     record = { ...record, interface: device };
-    if (options.tc) tc = options.tc;
-    else {
-      const binary = findTc();
-      if (!binary) throw new NetemError('The `tc` command (iproute2) is missing: install iproute2 on the instance');
-      tc = tcRunner(binary);
-    }
   } catch (error) {
     record = { ...record, error: (error as Error).message };
     return { record, remove: async () => record };
@@ -228,7 +195,7 @@ export async function applyNetem(options: ApplyOptions): Promise<NetemSession> {
     return { record, remove: async () => record };
   }
 
-  const removeNow = async (): Promise<TcResult> => tc(['qdisc', 'del', 'dev', device, 'root']);
+  const removeNow = async (): Promise<CommandResult> => tc(['qdisc', 'del', 'dev', device, 'root']);
   // One tc process for all commands (a matrix over many nodes makes many filters); it stops at
   // the first command that fails and names its line.
   const result = await tc(['-batch', '-'], steps.map((args) => args.join(' ') + '\n').join(''));
@@ -280,7 +247,8 @@ async function drain(tc: TcRunner, device: string, limitMs: number): Promise<voi
 }
 
 /** A tc failure in words a person can act on. */
-function explain(args: readonly string[], result: TcResult): string {
+function explain(args: readonly string[], result: CommandResult): string {
+  if (result.code === NOT_INSTALLED) return firstLine(result.stderr);
   const command = ['tc', ...args].join(' ');
   const said = firstLine(result.stderr) || `exit ${result.code}`;
   const kind = args.includes('netem') ? 'netem' : args.includes('htb') ? 'htb' : args.includes('tbf') ? 'tbf' : undefined;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { applyNetem, primaryInterface, tcCommands, type TcResult } from '../../src/agent/netem.ts';
+import { applyNetem, primaryInterface, tcCommands } from '../../src/agent/netem.ts';
+import type { CommandResult } from '../../src/agent/privileged.ts';
 import { resolveGroups } from '../../src/spec/groups.ts';
 import { planFor, type NetworkSpec } from '../../src/spec/network.ts';
 import type { GroupSpec } from '../../src/spec/schema.ts';
@@ -87,7 +88,7 @@ describe('applying and removing', () => {
   const fakeTc = (failOn?: string) => {
     const calls: string[] = [];
     // Like tc: `-batch -` runs the lines on stdin and stops at the first that fails.
-    const run = async (args: readonly string[], input?: string): Promise<TcResult> => {
+    const run = async (args: readonly string[], input?: string): Promise<CommandResult> => {
       const lines = args[0] === '-batch' ? input!.trim().split('\n') : [args.join(' ')];
       for (const [index, line] of lines.entries()) {
         calls.push(line);
@@ -106,7 +107,7 @@ describe('applying and removing', () => {
     const { calls, run } = fakeTc();
     const device = await primaryInterface(choice).catch(() => undefined);
     if (!device) return context.skip();
-    const session = await applyNetem({ plan: { default: { delayMs: 50 }, rules: [] }, choice, tc: run });
+    const session = await applyNetem({ plan: { default: { delayMs: 50 }, rules: [] }, choice, privileged: (_tool, args, input) => run(args, input) });
     expect(session.record).toMatchObject({ interface: device, applied: true, removed: false, commands: [`tc qdisc replace dev ${device} root handle 1: netem limit 5000 delay 50000us`] });
     const done = await session.remove();
     expect(done).toMatchObject({ applied: true, removed: true });
@@ -120,7 +121,7 @@ describe('applying and removing', () => {
     const { calls, run } = fakeTc('netem');
     if (!(await primaryInterface(choice).catch(() => undefined))) return context.skip();
     const plan = planFor(network({ rateBitsPerSecond: 1e8, latency: { eu: { us: 40 } } }), groups, addresses, 0);
-    const session = await applyNetem({ plan, choice, tc: run });
+    const session = await applyNetem({ plan, choice, privileged: (_tool, args, input) => run(args, input) });
     expect(session.record.applied).toBe(false);
     expect(session.record.error).toContain('This kernel has no `netem` queueing discipline (sch_netem)');
     // The batch stopped at the first netem (its 5th command), and that command is named.
@@ -132,10 +133,10 @@ describe('applying and removing', () => {
 
   it('never applies netem on a loopback address, and finds no interface for an unknown local address', async () => {
     const { calls, run } = fakeTc();
-    const loopback = await applyNetem({ plan: { default: { delayMs: 50 }, rules: [] }, choice: { address: '127.42.0.1', allowDefaultRoute: true }, tc: run });
+    const loopback = await applyNetem({ plan: { default: { delayMs: 50 }, rules: [] }, choice: { address: '127.42.0.1', allowDefaultRoute: true }, privileged: (_tool, args, input) => run(args, input) });
     expect(loopback.record).toMatchObject({ applied: false, interface: null });
     expect(loopback.record.error).toContain('isolation: netns');
-    const unknown = await applyNetem({ plan: { default: { delayMs: 50 }, rules: [] }, choice: { address: '198.18.255.254', allowDefaultRoute: false }, tc: run });
+    const unknown = await applyNetem({ plan: { default: { delayMs: 50 }, rules: [] }, choice: { address: '198.18.255.254', allowDefaultRoute: false }, privileged: (_tool, args, input) => run(args, input) });
     expect(unknown.record).toMatchObject({ applied: false, interface: null });
     expect(unknown.record.error).toContain('No interface holds');
     expect(calls).toEqual([]);

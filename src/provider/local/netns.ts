@@ -1,9 +1,8 @@
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import { delimiter, join } from 'node:path';
 import { NETNS_NEEDS_FOLDER_STORE } from '../../spec/network.ts';
+import { findSystemBinary } from '../../util/system-binary.ts';
 import { endProcessTree } from './processes.ts';
 import { instanceMac, macText, overlayAddress, OVERLAY_MTU, RELAY_UNDERLAY, UNDERLAY_PREFIX_LENGTH, underlayAddress, VXLAN_ID, VXLAN_PORT } from './wan-relay-core.ts';
 
@@ -75,8 +74,7 @@ const LOOPBACK_INSTEAD = 'or use `provider: { kind: local, isolation: loopback }
 
 /** `ip` from the PATH or the sbin folders (a user's PATH may lack them). */
 export function findIp(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const folders = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/sbin'];
-  return folders.map((folder) => join(folder, 'ip')).find((path) => existsSync(path));
+  return findSystemBinary('ip', env);
 }
 
 interface IpResult {
