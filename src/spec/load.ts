@@ -194,7 +194,9 @@ function allowedKeys(path: readonly PropertyKey[]): string[] {
     const element = (schema as { element?: unknown }).element;
     schema = shape?.[key] ?? element ?? (schema as { options?: unknown[] }).options?.[0];
   }
-  const shape = (unwrap(schema) as { shape?: Record<string, unknown> }).shape;
+  // A union with a shorthand (`targets: "0-2"` or `{ ranks, groups, random }`): its object form.
+  const last = unwrap(schema) as { shape?: Record<string, unknown>; options?: unknown[] };
+  const shape = last.shape ?? (unwrap(last.options?.[0]) as { shape?: Record<string, unknown> }).shape;
   return shape ? Object.keys(shape) : [];
 }
 

@@ -54,6 +54,13 @@ export const MAX_DELAY_MS = 10_000;
 
 /** Same syntax as `groups[].ranks`: `3`, `0-3`, `4-` (to the last rank). */
 const RANK_RANGE = /^(\d+)(?:-(\d*))?$/;
+
+/** Ranks as a range `first-last` (inclusive; `first-` to the end) or a list, as `groups[].ranks`. */
+export const rankSelection = z.union([
+  z.string().regex(RANK_RANGE, 'Expected a rank range such as `4-7`, `4-` or `3`'),
+  z.array(z.number().int().nonnegative()).min(1),
+]);
+export type RankSelection = z.output<typeof rankSelection>;
 const PERCENT = /^(\d+(?:\.\d+)?)\s*%$/;
 const RATE = /^(\d+(?:\.\d+)?)\s*(bit|kbit|mbit|gbit)$/i;
 const RATE_UNIT: Record<string, number> = { bit: 1, kbit: 1e3, mbit: 1e6, gbit: 1e9 };
@@ -92,14 +99,14 @@ const rateField = z.union([z.string(), z.number()]).transform((value, ctx) => {
   return Math.round(bits);
 });
 
-const impairmentFields = {
+export const impairmentFields = {
   delay: delayField('delay').optional().describe('One-way delay added to every packet the instance sends, e.g. `50ms` (a round trip between two such instances gains twice this)'),
   jitter: delayField('jitter').optional().describe('Random variation of the delay, ± this much, e.g. `5ms` (packets may be reordered)'),
   loss: lossField.optional().describe('Share of sent packets dropped at random, e.g. `1%`'),
   rate: rateField.optional().describe('Bandwidth limit of the instance\'s egress, e.g. `100mbit` (units `kbit`, `mbit`, `gbit`: bits per second)'),
 };
 
-function impairmentOf(fields: { delay?: number; jitter?: number; loss?: number; rate?: number }): Impairment {
+export function impairmentOf(fields: { delay?: number; jitter?: number; loss?: number; rate?: number }): Impairment {
   const out: { -readonly [K in keyof Impairment]: Impairment[K] } = {};
   if (fields.delay !== undefined) out.delayMs = fields.delay;
   if (fields.jitter !== undefined) out.jitterMs = fields.jitter;
@@ -113,11 +120,7 @@ const groupName = z.string().min(1);
 const override = z
   .strictObject({
     group: groupName.optional().describe('Name of a group in `groups` whose ranks get these values'),
-    ranks: z
-      .union([
-        z.string().regex(RANK_RANGE, 'Expected a rank range such as `4-7`, `4-` or `3`'),
-        z.array(z.number().int().nonnegative()).min(1),
-      ])
+    ranks: rankSelection
       .optional()
       .describe('Ranks that get these values: a range `first-last` (inclusive; `first-` to the end) or a list'),
     ...impairmentFields,
@@ -201,11 +204,18 @@ export const NETNS_NEEDS_FOLDER_STORE =
   '`isolation: netns` needs a folder store: the instances\' namespaces have no route out, not even to this machine\'s loopback, so they cannot reach an S3 server; use a folder (`store: .lockstep/store`), or `isolation: loopback`';
 
 /** Lowest and highest rank of a range or list (`from > to`: an empty range). */
-function rankBounds(ranks: string | readonly number[], n: number): { from: number; to: number } {
+export function rankBounds(ranks: string | readonly number[], n: number): { from: number; to: number } {
   if (typeof ranks !== 'string') return { from: Math.min(...ranks), to: Math.max(...ranks) };
   const [, first, last] = RANK_RANGE.exec(ranks)!;
   const from = Number(first);
   return { from, to: last === undefined ? from : last === '' ? n - 1 : Number(last) };
+}
+
+/** The ranks of a range or list, in order and once each (those ≥ n included: callers check). */
+export function ranksIn(ranks: RankSelection, n: number): number[] {
+  if (typeof ranks !== 'string') return [...new Set(ranks)].sort((a, b) => a - b);
+  const { from, to } = rankBounds(ranks, n);
+  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
 }
 
 function hasRank(ranks: string | readonly number[], n: number, rank: number): boolean {

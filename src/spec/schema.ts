@@ -1,16 +1,10 @@
 import { z } from 'zod';
-import { parseDuration } from '../util/duration.ts';
+import { duration } from './duration-field.ts';
+import { faultProblems, faultsField } from './faults.ts';
 import { networkProblems, networkSpec } from './network.ts';
 import { awsProvider } from './provider-aws.ts';
 import { matrixField } from './matrix.ts';
 import { metricsField } from './metrics.ts';
-
-const duration = z
-  .union([z.string(), z.number()])
-  .refine((value) => parseDuration(value) !== undefined, {
-    message: 'Expected a duration such as `90s`, `5m`, `2h` or a number of seconds',
-  })
-  .transform((value) => parseDuration(value)!);
 
 const paramValue = z.union([z.string(), z.number(), z.boolean()]);
 export const paramName = z
@@ -95,6 +89,7 @@ export const specSchema = z
     metrics: metricsField,
     matrix: matrixField,
     network: networkSpec.optional(),
+    faults: faultsField,
   })
   .refine((spec) => spec.minInstances === undefined || spec.minInstances <= spec.instances, {
     message: '`minInstances` must not exceed `instances`',
@@ -102,6 +97,7 @@ export const specSchema = z
   })
   .superRefine((spec, ctx) => {
     for (const problem of networkProblems(spec)) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
+    for (const problem of faultProblems(spec)) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message, params: { namesValue: true } });
   });
 
 export type SpecInput = z.input<typeof specSchema>;

@@ -5,10 +5,10 @@ import {
   DelayQueue,
   instanceMac,
   relayNodes,
-  seededRandom,
   TokenBucket,
   WanRelay,
 } from '../../src/provider/local/wan-relay-core.ts';
+import { seededRandom } from '../../src/util/seeded-random.ts';
 
 /** A VXLAN datagram from one instance to another: VXLAN header, Ethernet, IPv4, UDP, payload. */
 function datagram(toMac: number, fromMac: number, payload = 64, tag = 0): Buffer {

@@ -52,18 +52,6 @@ export class TokenBucket {
   }
 }
 
-/** A small seeded PRNG (mulberry32): loss and jitter are reproducible for a given seed. */
-export function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
-
 interface Queued {
   readonly due: number;
   readonly seq: number;

@@ -4,7 +4,8 @@ import { randomInt } from 'node:crypto';
 import { setPriority } from 'node:os';
 import { parseArgs } from 'node:util';
 import type { NetemPlan } from '../../spec/network.ts';
-import { PlanError, RELAY_CONTROL_PORT, RELAY_UNDERLAY, relayNodes, seededRandom, VXLAN_PORT, WanRelay } from './wan-relay-core.ts';
+import { PlanError, RELAY_CONTROL_PORT, RELAY_UNDERLAY, relayNodes, VXLAN_PORT, WanRelay } from './wan-relay-core.ts';
+import { seededRandom } from '../../util/seeded-random.ts';
 
 /**
  * The WAN relay of a netns run (bundled as dist/wan-relay.mjs): started by the local provider in

@@ -1,0 +1,10 @@
+import { z } from 'zod';
+import { parseDuration } from '../util/duration.ts';
+
+/** A spec duration: `250ms`, `90s`, `5m`, `2h`, `1d` or a number of seconds; milliseconds after parsing. */
+export const duration = z
+  .union([z.string(), z.number()])
+  .refine((value) => parseDuration(value) !== undefined, {
+    message: 'Expected a duration such as `90s`, `5m`, `2h` or a number of seconds',
+  })
+  .transform((value) => parseDuration(value)!);
