@@ -9,6 +9,7 @@ import { putJson, type Store } from '../store/store.ts';
 import { publishAgent } from './agent-bundle.ts';
 import { publishArtifact } from './artifact.ts';
 import { endRun } from './down.ts';
+import { expandFaults } from './fault-timeline.ts';
 import { checkProviderReady } from './preflight.ts';
 import { openReachableStore } from './reachable.ts';
 import { createProvider } from './providers.ts';
@@ -110,6 +111,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     emit({ type: 'phase', phase: 'agent', detail: agentKey });
 
     const createdAt = new Date();
+    const faults = expandFaults(spec);
     const expiresAt = new Date(createdAt.getTime() + spec.timeouts.instance);
     const manifest: RunManifest = {
       formatVersion: 1,
@@ -136,6 +138,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
       terminateWhenDone: !spec.keep,
       provider: spec.provider.kind,
       ...(spec.network ? { network: spec.network } : {}),
+      ...(faults ? { faults } : {}),
       specSource: source,
     };
     await putJson(store, layout.manifest(runId), manifest);

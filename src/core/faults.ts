@@ -26,7 +26,7 @@ export type PartitionLayout =
 
 /** One window of one fault: entry `entry` of the spec's `faults`, its `occurrence`-th time. */
 export interface FaultEvent {
-  /** `<entry>.<occurrence>` (both from 1, as people count): unique in the timeline. */
+  /** `<entry>#<occurrence>`: the entry's index in `faults` (from 0, as in its key path) and the occurrence (from 1); unique in the timeline. */
   readonly id: string;
   /** Index of the entry in the spec's `faults` (from 0, as its key path). */
   readonly entry: number;

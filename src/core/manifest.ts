@@ -1,4 +1,5 @@
 import type { NetemPlan, NetworkSpec } from '../spec/network.ts';
+import type { FaultTimeline } from './faults.ts';
 import type { GroupSpec, ParamValue } from '../spec/schema.ts';
 
 /**
@@ -35,6 +36,8 @@ export interface RunManifest {
   readonly provider: string;
   /** Network emulation the agents apply with `tc` (the spec's `network`), when the spec has one. */
   readonly network?: NetworkSpec;
+  /** The spec's `faults`, expanded before the start into one concrete timeline (see core/faults.ts). */
+  readonly faults?: FaultTimeline;
   /** The spec text after overrides, for the record. */
   readonly specSource: string;
 }

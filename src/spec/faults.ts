@@ -3,7 +3,8 @@ import { FAULT_ACTIONS, PARTITION_SHAPES, type FaultAction, type PartitionShape 
 import { formatDuration } from '../util/duration.ts';
 import { duration } from './duration-field.ts';
 import { resolveGroups, type ResolvedGroup } from './groups.ts';
-import { impairmentFields, impairmentOf, rankSelection, ranksIn, type Impairment, type RankSelection } from './network.ts';
+import { impairmentFields, impairmentOf, rankSelection, type Impairment, type RankSelection } from './network.ts';
+import { ranksIn } from './ranks.ts';
 
 /**
  * The spec's `faults`: kill, restart, pause, partition and degrade nodes at set times after T,

@@ -1,4 +1,5 @@
-import { RANK_RANGE, type GroupSpec, type ParamValue } from './schema.ts';
+import { RANK_RANGE } from './ranks.ts';
+import type { GroupSpec, ParamValue } from './schema.ts';
 
 export interface ResolvedGroup {
   readonly index: number;

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { parseDuration } from '../util/duration.ts';
 import type { ResolvedGroup } from './groups.ts';
+import { hasRank, RANK_RANGE, rankBounds } from './ranks.ts';
 
 /**
  * The spec's `network` field: delay, jitter, loss and bandwidth added to every instance's egress
@@ -51,9 +52,6 @@ export interface NetemRule {
 
 /** Longest accepted delay or jitter: a bare number is seconds, and `delay: 50` is likely a slip. */
 export const MAX_DELAY_MS = 10_000;
-
-/** Same syntax as `groups[].ranks`: `3`, `0-3`, `4-` (to the last rank). */
-const RANK_RANGE = /^(\d+)(?:-(\d*))?$/;
 
 /** Ranks as a range `first-last` (inclusive; `first-` to the end) or a list, as `groups[].ranks`. */
 export const rankSelection = z.union([
@@ -202,27 +200,6 @@ export function networkProblems(spec: {
 
 export const NETNS_NEEDS_FOLDER_STORE =
   '`isolation: netns` needs a folder store: the instances\' namespaces have no route out, not even to this machine\'s loopback, so they cannot reach an S3 server; use a folder (`store: .lockstep/store`), or `isolation: loopback`';
-
-/** Lowest and highest rank of a range or list (`from > to`: an empty range). */
-export function rankBounds(ranks: string | readonly number[], n: number): { from: number; to: number } {
-  if (typeof ranks !== 'string') return { from: Math.min(...ranks), to: Math.max(...ranks) };
-  const [, first, last] = RANK_RANGE.exec(ranks)!;
-  const from = Number(first);
-  return { from, to: last === undefined ? from : last === '' ? n - 1 : Number(last) };
-}
-
-/** The ranks of a range or list, in order and once each (those ≥ n included: callers check). */
-export function ranksIn(ranks: RankSelection, n: number): number[] {
-  if (typeof ranks !== 'string') return [...new Set(ranks)].sort((a, b) => a - b);
-  const { from, to } = rankBounds(ranks, n);
-  return Array.from({ length: Math.max(0, to - from + 1) }, (_, i) => from + i);
-}
-
-function hasRank(ranks: string | readonly number[], n: number, rank: number): boolean {
-  if (typeof ranks !== 'string') return ranks.includes(rank);
-  const { from, to } = rankBounds(ranks, n);
-  return from <= rank && rank <= to;
-}
 
 /** The impairment of `rank`'s own egress: the spec's values, then each override that names it. */
 export function impairmentFor(network: NetworkSpec, groups: readonly ResolvedGroup[], rank: number, n: number): Impairment {

@@ -5,6 +5,7 @@ import { networkProblems, networkSpec } from './network.ts';
 import { awsProvider } from './provider-aws.ts';
 import { matrixField } from './matrix.ts';
 import { metricsField } from './metrics.ts';
+import { RANK_RANGE } from './ranks.ts';
 
 const paramValue = z.union([z.string(), z.number(), z.boolean()]);
 export const paramName = z
@@ -12,8 +13,6 @@ export const paramName = z
   .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'Expected a parameter name of letters, digits and `_`');
 const params = z.record(paramName, paramValue);
 
-/** `3`, `0-3`, `4-` (to the last rank). */
-export const RANK_RANGE = /^(\d+)(?:-(\d*))?$/;
 
 const group = z
   .strictObject({

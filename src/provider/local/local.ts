@@ -45,7 +45,7 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
 
       const store = await openStore(request.boot.store);
       const agentPath = join(runDir, 'agent.mjs');
-      // netns: the WAN relay is needed only when the run emulates a network (the manifest says).
+      // netns: the WAN relay is needed only when the run emulates a network, or a fault changes it (the manifest says).
       let emulates = true;
       try {
         if (!(await store.getFile(request.boot.agentKey, agentPath))) {
@@ -53,7 +53,7 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
         }
         if (ip) {
           const manifest = await getJson<RunManifest>(store, layout.manifest(request.runId)).catch(() => undefined);
-          if (manifest) emulates = manifest.network !== undefined;
+          if (manifest) emulates = manifest.network !== undefined || (manifest.faults?.events.some((e) => e.action === 'network') ?? false);
         }
       } finally {
         await store.dispose();
