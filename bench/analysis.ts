@@ -61,7 +61,7 @@ export async function benchAnalysis(options: BenchAnalysisOptions = {}): Promise
     let singleCpu = Infinity;
     let lockstepSamples = 0;
     const extract = async (workers?: number) => {
-      const metrics = await extractMetrics(await loadLocalRun(dir), METRICS, { workers });
+      const { metrics } = await extractMetrics(await loadLocalRun(dir), METRICS, { workers });
       return metrics.reduce((total, m) => total + m.repeats.reduce((t, r) => t + r.samples, 0), 0);
     };
     for (let round = 0; round < rounds; round++) {

@@ -3,25 +3,40 @@ import { scanLines, type LineMatcher } from './line-scan.ts';
 import type { MetricSpec, PerNode } from '../spec/metrics.ts';
 
 /**
- * Extraction from one node file: the line matcher of each metric and the samples it gathers. Used
+ * Extraction from one node file: the line matcher of each probe and the samples it gathers. Used
  * in-process and by the scan workers (`scan-worker.ts`), so it imports nothing heavy.
  */
 
-const DIGIT = /\d/;
+/** What one read of a file looks for: a metric's values, or the lines matching a regex (a node left out). */
+export type Probe = { readonly kind: 'metric'; readonly metric: MetricSpec } | { readonly kind: 'match'; readonly regex: string };
 
-/** Scans one file for some metrics (one pass) and returns each metric's samples, in the given order. */
-export async function scanNodeFile(path: string, metrics: readonly MetricSpec[], chunkSize?: number): Promise<NodeSamples[]> {
-  const samples = metrics.map((metric) => new NodeSamples(metric.perNode));
+const DIGIT = /\d/;
+/** The first number on a line, for `after`: `43`, `-1.5`, `2e3`. */
+const FIRST_NUMBER = /[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?/;
+
+/** Scans one file for some probes (one pass) and returns each probe's samples, in the given order. */
+export async function scanNodeFile(path: string, probes: readonly Probe[], chunkSize?: number): Promise<NodeSamples[]> {
+  const samples = probes.map((probe) => new NodeSamples(probe.kind === 'metric' ? (probe.metric.perNode ?? 'all') : 'sum'));
   await scanLines(
     path,
-    metrics.map((metric, i) => matcherFor(metric, samples[i]!)),
+    probes.map((probe, i) => matcherFor(probe, samples[i]!)),
     { chunkSize },
   );
   return samples;
 }
 
-/** The scanner side of one metric: its needle and what to do with a candidate line. */
-export function matcherFor(metric: MetricSpec, samples: { add(value: number): void }): LineMatcher {
+/** The scanner side of one probe: its needle and what to do with a candidate line. */
+export function matcherFor(probe: Probe, samples: NodeSamples): LineMatcher {
+  if (probe.kind === 'match') {
+    const regex = new RegExp(probe.regex);
+    return {
+      ...needleOf(probe.regex),
+      onLine(line) {
+        if (regex.test(line)) samples.add(1);
+      },
+    };
+  }
+  const metric = probe.metric;
   if (metric.json) {
     const name = metric.name;
     return {
@@ -32,23 +47,54 @@ export function matcherFor(metric: MetricSpec, samples: { add(value: number): vo
       },
     };
   }
-  const { regex, group } = valueRegex(metric.regex!);
-  const literal = requiredLiteral(metric.regex!);
-  const prefix = literalPrefix(metric.regex!);
-  // A prefix needle lets the scanner decode from the match on; it must not be much weaker a filter.
-  const fromNeedle = prefix !== undefined && prefix.length >= Math.min(4, literal?.length ?? 0);
+  if (metric.after !== undefined) {
+    const label = new RegExp(metric.after);
+    const pick = metric.number === undefined ? undefined : valueRegex(metric.number);
+    return {
+      ...needleOf(metric.after),
+      follow: metric.skip ?? 1,
+      onLine(line) {
+        if (!label.test(line)) return false;
+        samples.matched++;
+        return true;
+      },
+      onFollowing(line) {
+        if (pick) addCapture(pick, line, samples);
+        else {
+          const found = FIRST_NUMBER.exec(line);
+          if (found) samples.add(Number(found[0]));
+        }
+      },
+    };
+  }
+  const pick = valueRegex(metric.regex!);
   return {
-    needle: fromNeedle ? Buffer.from(prefix!) : literal ? Buffer.from(literal) : undefined,
-    fromNeedle,
+    ...needleOf(metric.regex!),
     onLine(line) {
-      const match = regex.exec(line);
-      const raw = match === null ? undefined : group === 'value' ? match.groups?.value : match[group];
-      if (raw === undefined) return;
-      const value = Number(raw);
-      // Number('') and Number('  ') are 0: only a zero needs a second look (is there a digit?).
-      if (Number.isFinite(value) && (value !== 0 || DIGIT.test(raw))) samples.add(value);
+      if (addCapture(pick, line, samples) !== 'no-match') samples.matched++;
     },
   };
+}
+
+/** The bytes a line must hold to match `source`, and whether the match starts with them. */
+function needleOf(source: string): Pick<LineMatcher, 'needle' | 'fromNeedle'> {
+  const literal = requiredLiteral(source);
+  const prefix = literalPrefix(source);
+  // A prefix needle lets the scanner decode from the match on; it must not be much weaker a filter.
+  const fromNeedle = prefix !== undefined && prefix.length >= Math.min(4, literal?.length ?? 0);
+  return { needle: fromNeedle ? Buffer.from(prefix!) : literal ? Buffer.from(literal) : undefined, fromNeedle };
+}
+
+/** Adds the number a value regex captures on `line`, if it is one. */
+function addCapture(pick: { regex: RegExp; group: number | 'value' }, line: string, samples: NodeSamples): 'no-match' | 'number' | 'not-a-number' {
+  const match = pick.regex.exec(line);
+  const raw = match === null ? undefined : pick.group === 'value' ? match.groups?.value : match[pick.group];
+  if (raw === undefined) return 'no-match';
+  const value = Number(raw);
+  // Number('') and Number('  ') are 0: only a zero needs a second look (is there a digit?).
+  if (!Number.isFinite(value) || (value === 0 && !DIGIT.test(raw))) return 'not-a-number';
+  samples.add(value);
+  return 'number';
 }
 
 /**
@@ -128,11 +174,14 @@ export interface SamplesState {
   readonly min: number;
   readonly max: number;
   readonly sum: number;
+  readonly matched: number;
 }
 
 /** The samples of one metric on one node: all of them, or a running reduction. */
 export class NodeSamples {
   count = 0;
+  /** Lines that matched (a regex, or an `after` label), whether or not they gave a number. */
+  matched = 0;
   private values: Float64Array = new Float64Array(16);
   private first = Number.NaN;
   private last = Number.NaN;
@@ -144,8 +193,8 @@ export class NodeSamples {
 
   /** Its state, for sending to another thread (the samples are copied to a buffer of their own). */
   state(): SamplesState {
-    const { perNode, count, first, last, min, max, sum } = this;
-    return { perNode, count, values: this.values.slice(0, perNode === 'all' ? count : 0), first, last, min, max, sum };
+    const { perNode, count, first, last, min, max, sum, matched } = this;
+    return { perNode, count, values: this.values.slice(0, perNode === 'all' ? count : 0), first, last, min, max, sum, matched };
   }
 
   static fromState(state: SamplesState): NodeSamples {
@@ -157,6 +206,7 @@ export class NodeSamples {
     samples.min = state.min;
     samples.max = state.max;
     samples.sum = state.sum;
+    samples.matched = state.matched;
     return samples;
   }
 

@@ -71,6 +71,11 @@ export const REPEAT_FIGURES = [
 export type RepeatFigureKey = (typeof REPEAT_FIGURES)[number]['key'];
 
 export interface RunFigures {
+  /**
+   * False when nodes left logs but none a `result.json` (a run imported from logs alone, such as the
+   * seed's): there are no timings or outcomes, and the figures other than N are null.
+   */
+  readonly recorded: boolean;
   readonly repeats: readonly RepeatFigures[];
   /** Each repeat figure over the repeats that have it: mean, sd, 95% CI. */
   readonly overRepeats: Readonly<Record<RepeatFigureKey, RepeatSummary>>;
@@ -79,7 +84,9 @@ export interface RunFigures {
 }
 
 export function computeFigures(run: LocalRun): RunFigures {
-  const repeats = run.repeats.map((repeat) => repeatFigures(repeat, run.manifest.instances));
+  const nodes = run.repeats.flatMap((repeat) => repeat.nodes);
+  const recorded = nodes.length === 0 || nodes.some((node) => node.result);
+  const repeats = run.repeats.map((repeat) => (recorded ? repeatFigures(repeat, run.manifest.instances) : unrecordedFigures(repeat)));
   const overRepeats = Object.fromEntries(
     // Every framework figure is a duration, a size or a count: none can be negative.
     REPEAT_FIGURES.map(({ key }) => [key, summarizeRepeats(repeats.filter((r) => r.nodes > 0).map((r) => r.values[key]), { nonNegative: true })]),
@@ -89,7 +96,14 @@ export function computeFigures(run: LocalRun): RunFigures {
     for (const rank of repeat.failedRanks) byRank.set(rank, [...(byRank.get(rank) ?? []), repeat.repeat]);
   }
   const failuresByRank = [...byRank].sort(([a], [b]) => a - b).map(([rank, list]) => ({ rank, repeats: list }));
-  return { repeats, overRepeats, failuresByRank };
+  return { recorded, repeats, overRepeats, failuresByRank };
+}
+
+/** A repeat of logs without records: N (its nodes) and nothing else. */
+function unrecordedFigures(repeat: LocalRepeat): RepeatFigures {
+  const values = Object.fromEntries(REPEAT_FIGURES.map(({ key }) => [key, null])) as Record<RepeatFigureKey, number | null>;
+  values.n = repeat.nodes.length;
+  return { repeat: repeat.repeat, expected: repeat.nodes.length, nodes: repeat.nodes.length, succeeded: 0, failed: 0, failedRanks: [], instanceFailures: [], quorum: false, values, perNode: [] };
 }
 
 export function repeatFigures(repeat: LocalRepeat, instances: number): RepeatFigures {

@@ -13,9 +13,19 @@ export interface LineMatcher {
    * for less decoding.
    */
   readonly fromNeedle?: boolean;
-  /** Called with each candidate line (no line terminator), in file order. */
-  onLine(line: string): void;
+  /**
+   * Called with each candidate line (no line terminator), in file order. Returning true asks for a
+   * line further on: the `follow`-th line after this one goes to `onFollowing`.
+   */
+  onLine(line: string): boolean | void;
+  /** Lines after an accepted line that `onFollowing` gets (1: the next line). */
+  readonly follow?: number;
+  /** The line `follow` lines after each line `onLine` accepted (none when the file ends first). */
+  onFollowing?(line: string): void;
 }
+
+/** Lines still to pass, per line asked for, before the line `onFollowing` wants: carried across chunks. */
+type Pending = number[];
 
 export interface ScanOptions {
   /** Bytes read at a time; default 256 KiB (a chunk that stays in the CPU's cache scans fastest). */
@@ -34,14 +44,17 @@ const CR = 0x0d;
 export async function scanLines(path: string, matchers: readonly LineMatcher[], options: ScanOptions = {}): Promise<number> {
   const chunkSize = options.chunkSize ?? 256 << 10;
   const needles = matchers.map((m) => (m.needle && m.needle.length > 0 ? Buffer.from(m.needle) : undefined));
+  const pending: Pending[] = matchers.map(() => []);
   let bytes = 0;
   let carry: Buffer[] = [];
 
+  // Regions are whole lines, handed over in file order: a line asked for beyond one region's end
+  // is found at the start of the next.
   const region = (buf: Buffer) => {
     for (let m = 0; m < matchers.length; m++) {
       const needle = needles[m];
-      if (needle) searchRegion(buf, needle, matchers[m]!);
-      else everyLine(buf, matchers[m]!);
+      if (needle) searchRegion(buf, needle, matchers[m]!, pending[m]!);
+      else everyLine(buf, matchers[m]!, pending[m]!);
     }
   };
 
@@ -79,7 +92,8 @@ export async function scanLines(path: string, matchers: readonly LineMatcher[], 
 }
 
 /** Hands over each line of `buf` (whole lines; the last may lack its newline) that holds `needle`. */
-function searchRegion(buf: Buffer, needle: Buffer, matcher: LineMatcher): void {
+function searchRegion(buf: Buffer, needle: Buffer, matcher: LineMatcher, pending: Pending): void {
+  if (pending.length > 0) pending.splice(0, pending.length, ...handOver(buf, 0, pending, matcher));
   let from = 0;
   while (from < buf.length) {
     const hit = buf.indexOf(needle, from);
@@ -87,17 +101,56 @@ function searchRegion(buf: Buffer, needle: Buffer, matcher: LineMatcher): void {
     const lineStart = matcher.fromNeedle || hit === 0 ? hit : buf.lastIndexOf(NEWLINE, hit - 1) + 1;
     let lineEnd = buf.indexOf(NEWLINE, hit + needle.length);
     if (lineEnd < 0) lineEnd = buf.length;
-    matcher.onLine(decode(buf, lineStart, lineEnd));
+    if (matcher.onLine(decode(buf, lineStart, lineEnd)) === true && matcher.onFollowing) {
+      pending.push(...handOver(buf, lineEnd + 1, [(matcher.follow ?? 1) - 1], matcher));
+    }
     from = lineEnd + 1;
   }
 }
 
-function everyLine(buf: Buffer, matcher: LineMatcher): void {
+/**
+ * From `start` (the start of a line), for each count: passes that many lines and hands the next
+ * one to `onFollowing`. Returns the counts still to go when `buf` ends first.
+ */
+function handOver(buf: Buffer, start: number, counts: readonly number[], matcher: LineMatcher): number[] {
+  const left: number[] = [];
+  for (let count of counts) {
+    let at = start;
+    while (count > 0 && at < buf.length) {
+      const newline = buf.indexOf(NEWLINE, at);
+      at = newline < 0 ? buf.length : newline + 1;
+      count--;
+    }
+    if (at >= buf.length) {
+      left.push(count);
+      continue;
+    }
+    let end = buf.indexOf(NEWLINE, at);
+    if (end < 0) end = buf.length;
+    matcher.onFollowing!(decode(buf, at, end));
+  }
+  return left;
+}
+
+function everyLine(buf: Buffer, matcher: LineMatcher, pending: Pending): void {
   let start = 0;
   while (start < buf.length) {
     let end = buf.indexOf(NEWLINE, start);
     if (end < 0) end = buf.length;
-    matcher.onLine(decode(buf, start, end));
+    const line = decode(buf, start, end);
+    if (pending.length > 0) {
+      // Each count is the lines still to pass: this line is wanted where it is 0.
+      for (let i = 0; i < pending.length; ) {
+        if (pending[i] === 0) {
+          matcher.onFollowing!(line);
+          pending.splice(i, 1);
+        } else {
+          pending[i]! -= 1;
+          i++;
+        }
+      }
+    }
+    if (matcher.onLine(line) === true && matcher.onFollowing) pending.push((matcher.follow ?? 1) - 1);
     start = end + 1;
   }
 }

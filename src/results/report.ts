@@ -4,9 +4,9 @@ import type { ParamValue } from '../spec/schema.ts';
 import { computeFigures, type RunFigures } from './figures.ts';
 import { loadLocalRun, type LocalRun } from './local-run.ts';
 import { pointLabel } from './matrix.ts';
-import { extractMetrics, metricsOfManifest, type ExtractOptions, type MetricReport } from './metrics.ts';
+import { analysisOfManifest, extractMetrics, type ExtractOptions, type ExtremeReport, type MetricReport } from './metrics.ts';
 import type { Matrix, MatrixValue } from '../spec/matrix.ts';
-import type { MetricSpec } from '../spec/metrics.ts';
+import type { Analysis } from '../spec/metrics.ts';
 import type { SweepRecord } from './sweep-layout.ts';
 
 /** Everything `lockstep results` knows about one run: the JSON output is this object. */
@@ -23,6 +23,8 @@ export interface RunReport {
   readonly dir: string;
   readonly figures: RunFigures;
   readonly metrics: readonly MetricReport[];
+  /** `analysis.worst` / `analysis.best`: the worst (best) node per repeat and over repeats. */
+  readonly extremes: readonly ExtremeReport[];
 }
 
 /** A sweep: one run report per point, with the point's matrix values. */
@@ -49,8 +51,8 @@ export interface SweepPointReport {
 export type Report = RunReport | SweepReport;
 
 export interface AnalyseOptions extends ExtractOptions {
-  /** Metrics to extract instead of those the run's spec declared. */
-  readonly metrics?: readonly MetricSpec[];
+  /** Metrics (and `analysis`) to use instead of those the run's spec declared. */
+  readonly analysis?: Analysis;
 }
 
 /** Analyses a downloaded run folder: framework figures and user metrics. */
@@ -61,7 +63,7 @@ export async function analyseRun(dir: string, options: AnalyseOptions = {}): Pro
 
 export async function reportOf(run: LocalRun, options: AnalyseOptions = {}): Promise<RunReport> {
   const { manifest } = run;
-  const metrics = await extractMetrics(run, options.metrics ?? metricsOfManifest(manifest), options);
+  const { metrics, extremes } = await extractMetrics(run, options.analysis ?? analysisOfManifest(manifest), options);
   return {
     kind: 'run',
     runId: manifest.runId,
@@ -73,6 +75,7 @@ export async function reportOf(run: LocalRun, options: AnalyseOptions = {}): Pro
     dir: run.dir,
     figures: computeFigures(run),
     metrics,
+    extremes,
   };
 }
 

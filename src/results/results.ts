@@ -7,8 +7,8 @@ import { DEFAULT_RESULTS_DIR, downloadRuns, runDir, type DownloadProgress, type 
 import { LocalResultsMissingError } from './errors.ts';
 import { writeHtmlReport } from './html.ts';
 import { analyseRun, analyseSweep, type Report } from './report.ts';
-import { reportRows, rowsToCsv } from './rows.ts';
-import type { MetricSpec } from '../spec/metrics.ts';
+import { perNodeCsv, perNodeRows, reportRows, rowsToCsv } from './rows.ts';
+import type { Analysis } from '../spec/metrics.ts';
 import { readSweepRecord, type SweepRecord } from './sweep-layout.ts';
 import { renderTables, reportTables } from './tables.ts';
 
@@ -24,8 +24,8 @@ export interface ResultsOptions {
   readonly download?: boolean;
   /** Objects fetched at the same time; default 16. */
   readonly concurrency?: number;
-  /** Metrics to extract instead of those the run's spec declared. */
-  readonly metrics?: readonly MetricSpec[];
+  /** Metrics (and `analysis`) to use instead of those the run's spec declared. */
+  readonly analysis?: Analysis;
   readonly onProgress?: (progress: DownloadProgress) => void;
 }
 
@@ -38,7 +38,7 @@ export interface ResultsOutcome {
 /** Downloads (resumably) and analyses a run or a sweep: what `lockstep results` does before printing. */
 export async function collectResults(options: ResultsOptions): Promise<ResultsOutcome> {
   const outDir = resolve(options.cwd ?? process.cwd(), options.outDir ?? DEFAULT_RESULTS_DIR);
-  const analyse = { metrics: options.metrics };
+  const analyse = { analysis: options.analysis };
   const sweepFile = join(outDir, 'sweeps', `${options.id}.json`);
 
   if (options.download === false) {
@@ -67,15 +67,23 @@ export async function collectResults(options: ResultsOptions): Promise<ResultsOu
   return { report: await analyseSweep(sweep, (runId) => runDir(outDir, runId), analyse), download };
 }
 
-export type OutputFormat = 'table' | 'csv' | 'json';
+export type OutputFormat = 'table' | 'csv' | 'json' | 'per-node-csv' | 'per-node-json';
 
-/** The report as the terminal table, CSV (every number, one row each) or JSON (the report object). */
+/**
+ * The report as the terminal table, CSV (every number, one row each) or JSON (the report object);
+ * or only the per-node values, as tidy CSV (`run,repeat,rank,metric,value`) or JSON rows.
+ */
 export function formatReport(report: Report, format: OutputFormat): string {
+  const keys = report.kind === 'sweep' ? report.keys : [];
   switch (format) {
     case 'csv':
-      return rowsToCsv(reportRows(report), report.kind === 'sweep' ? report.keys : []);
+      return rowsToCsv(reportRows(report), keys);
     case 'json':
       return JSON.stringify(report, null, 2) + '\n';
+    case 'per-node-csv':
+      return perNodeCsv(perNodeRows(report), keys);
+    case 'per-node-json':
+      return JSON.stringify(perNodeRows(report), null, 2) + '\n';
     default:
       return renderTables(reportTables(report));
   }

@@ -11,14 +11,16 @@ import type { MatrixValue } from '../spec/matrix.ts';
  * - `metric`: a user metric statistic (`stat`: min, median, mean, p95, max, samples, nodes) of a
  *   repeat, or of each statistic over repeats;
  * - `node`: one node's own figure in one repeat (`rank` set);
- * - `node-metric`: one node's metric value (`stat: value`) and sample count (`stat: count`).
+ * - `node-metric`: one node's metric value (`stat: value`) and sample count (`stat: count`);
+ * - `worst`, `best`: the worst (best) node by the metric `stat`, per repeat and over repeats
+ *   (`repeat: all`), with its value of each metric (`name`).
  */
 export interface ResultRow {
   /** Sweep point index and its matrix values (sweeps only). */
   readonly point?: number;
   readonly values?: Readonly<Record<string, MatrixValue>>;
   readonly run: string;
-  readonly kind: 'figure' | 'metric' | 'node' | 'node-metric';
+  readonly kind: 'figure' | 'metric' | 'node' | 'node-metric' | 'worst' | 'best';
   readonly repeat: number | 'all';
   readonly rank: number | null;
   readonly name: string;
@@ -94,7 +96,69 @@ export function runRows(report: RunReport): ResultRow[] {
       }
     }
   }
+  const unitOf = (name: string) => report.metrics.find((m) => m.name === name)?.unit ?? '';
+  for (const extreme of report.extremes) {
+    const nodes = [...extreme.repeats.map((node) => ({ node, repeat: node.repeat as number | 'all' })), ...(extreme.overall ? [{ node: extreme.overall, repeat: 'all' as const }] : [])];
+    for (const { node, repeat } of nodes) {
+      for (const [name, value] of Object.entries(node.metrics)) {
+        rows.push({ run, kind: extreme.kind, repeat, rank: node.rank, name, stat: extreme.metric, aggregate: 'value', value, unit: unitOf(name) });
+      }
+    }
+  }
   return rows;
+}
+
+/** One node's value of one metric or framework figure: a row of `--csv --per-node`. */
+export interface NodeRow {
+  readonly point?: number;
+  readonly values?: Readonly<Record<string, MatrixValue>>;
+  readonly run: string;
+  readonly repeat: number;
+  readonly rank: number;
+  readonly metric: string;
+  readonly value: number;
+}
+
+/**
+ * Every node's value of every metric (derived ones too) and of the framework's per-node figures,
+ * one row each ("tidy", for pandas or R). A node without a value has no row.
+ */
+export function perNodeRows(report: Report): NodeRow[] {
+  if (report.kind === 'sweep') {
+    return report.points.flatMap((point) => (point.run ? perNodeRows(point.run).map((row) => ({ point: point.index, values: point.values, ...row })) : []));
+  }
+  const rows: NodeRow[] = [];
+  for (const [r, repeat] of report.figures.repeats.entries()) {
+    const ranks = new Set([...repeat.perNode.map((n) => n.rank), ...report.metrics.flatMap((m) => m.repeats[r]?.byRank.map((n) => n.rank) ?? [])]);
+    for (const rank of [...ranks].sort((a, b) => a - b)) {
+      const base = { run: report.runId, repeat: repeat.repeat, rank };
+      const node = repeat.perNode.find((n) => n.rank === rank);
+      if (node && node.outcome !== 'missing') {
+        for (const [field] of NODE_FIELDS) {
+          const value = field === 'failed' ? (node.outcome === 'success' ? 0 : 1) : node[field];
+          if (value !== null) rows.push({ ...base, metric: field, value });
+        }
+      }
+      for (const metric of report.metrics) {
+        const found = metric.repeats[r]?.byRank.find((n) => n.rank === rank);
+        if (found) rows.push({ ...base, metric: metric.name, value: found.value });
+      }
+    }
+  }
+  return rows;
+}
+
+/** `run,repeat,rank,metric,value` (a sweep prepends `point` and a column per matrix key). */
+export function perNodeCsv(rows: readonly NodeRow[], matrixKeys: readonly string[] = []): string {
+  const sweep = rows.some((row) => row.point !== undefined) || matrixKeys.length > 0;
+  const header = [...(sweep ? ['point', ...matrixKeys] : []), 'run', 'repeat', 'rank', 'metric', 'value'];
+  const lines = [header.map(csvField).join(',')];
+  for (const row of rows) {
+    const fields: unknown[] = sweep ? [row.point, ...matrixKeys.map((key) => row.values?.[key])] : [];
+    fields.push(row.run, row.repeat, row.rank, row.metric, row.value);
+    lines.push(fields.map(csvField).join(','));
+  }
+  return lines.join('\n') + '\n';
 }
 
 const COLUMNS = ['run', 'kind', 'repeat', 'rank', 'name', 'stat', 'aggregate', 'value', 'unit'] as const;

@@ -3,14 +3,13 @@ import { stat } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
-import { NodeSamples, scanNodeFile, type SamplesState } from './extract.ts';
+import { NodeSamples, scanNodeFile, type Probe, type SamplesState } from './extract.ts';
 import { forEachLimited } from './pool.ts';
 import type { ScanRequest } from './scan-worker.ts';
-import type { MetricSpec } from '../spec/metrics.ts';
 
 export interface ScanJob {
   readonly path: string;
-  readonly metrics: readonly MetricSpec[];
+  readonly probes: readonly Probe[];
 }
 
 export interface ScanPoolOptions {
@@ -26,7 +25,7 @@ export interface ScanPoolOptions {
 /** Below this many bytes in all, starting workers costs more than it saves. */
 const WORKER_THRESHOLD = 32 << 20;
 
-/** Scans every job's file for its metrics; the result holds, per job, each metric's samples. */
+/** Scans every job's file for its probes; the result holds, per job, each probe's samples. */
 export async function scanFiles(jobs: readonly ScanJob[], options: ScanPoolOptions = {}): Promise<NodeSamples[][]> {
   const workers = options.workers ?? (await defaultWorkers(jobs));
   const script = workers > 0 ? await workerScript() : undefined;
@@ -57,7 +56,7 @@ async function scanHere(jobs: readonly ScanJob[], chunkSize: number | undefined)
     jobs.map((job, index) => ({ job, index })),
     2,
     async ({ job, index }) => {
-      results[index] = await scanNodeFile(job.path, job.metrics, chunkSize);
+      results[index] = await scanNodeFile(job.path, job.probes, chunkSize);
     },
   );
   if (failures.length > 0) throw failures[0]!.error;
@@ -123,7 +122,7 @@ function scanInWorkers(jobs: readonly ScanJob[], count: number, script: WorkerSc
     const feed = (worker: Worker) => {
       if (next >= jobs.length) return;
       const id = next++;
-      const request: ScanRequest = { id, path: jobs[id]!.path, metrics: jobs[id]!.metrics, chunkSize };
+      const request: ScanRequest = { id, path: jobs[id]!.path, probes: jobs[id]!.probes, chunkSize };
       worker.postMessage(request);
     };
     for (let i = 0; i < count; i++) {

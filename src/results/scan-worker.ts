@@ -1,22 +1,21 @@
 import { parentPort } from 'node:worker_threads';
-import { scanNodeFile } from './extract.ts';
-import type { MetricSpec } from '../spec/metrics.ts';
+import { scanNodeFile, type Probe } from './extract.ts';
 
 /**
  * A scan worker: takes one node file at a time from the pool (`scan-pool.ts`), scans it for the
- * given metrics, and sends back each metric's samples. Built as `dist/scan-worker.mjs` beside the CLI.
+ * given probes, and sends back each probe's samples. Built as `dist/scan-worker.mjs` beside the CLI.
  */
 
 export interface ScanRequest {
   readonly id: number;
   readonly path: string;
-  readonly metrics: readonly MetricSpec[];
+  readonly probes: readonly Probe[];
   readonly chunkSize?: number;
 }
 
 parentPort?.on('message', async (request: ScanRequest) => {
   try {
-    const samples = await scanNodeFile(request.path, request.metrics, request.chunkSize);
+    const samples = await scanNodeFile(request.path, request.probes, request.chunkSize);
     const states = samples.map((s) => s.state());
     parentPort!.postMessage({ id: request.id, states }, states.map((s) => s.values.buffer as ArrayBuffer));
   } catch (error) {

@@ -1,14 +1,17 @@
 import { REPEAT_FIGURES } from './figures.ts';
 import { formatValue } from './format.ts';
 import { METRIC_STATS } from './metrics.ts';
+import type { ExtremeNode } from './metrics.ts';
 import type { Report, RunReport, SweepReport } from './report.ts';
 import { studentT975, type CiOmitted, type RepeatSummary } from './stats.ts';
 
 /** Which number of the flat rows (CSV) a table cell shows: see `rows.ts`. */
 export interface CellRef {
   readonly run: string;
-  readonly kind: 'figure' | 'metric';
+  readonly kind: 'figure' | 'metric' | 'worst' | 'best';
   readonly repeat: number | 'all';
+  /** For a `worst` or `best` node. */
+  readonly rank?: number;
   readonly name: string;
   readonly stat: string;
   readonly aggregate: 'value' | 'mean' | 'sd' | 'ci95_low' | 'ci95_high' | 'n';
@@ -35,7 +38,7 @@ export interface Table {
 export const MAX_REPEAT_COLUMNS = 8;
 
 export function reportTables(report: Report): Table[] {
-  return report.kind === 'run' ? runTables(report) : [sweepTable(report)];
+  return report.kind === 'run' ? [...runTables(report), ...extremeTables(report)] : [sweepTable(report)];
 }
 
 /** One table: a row per figure and metric statistic, a column per repeat, then mean, sd, 95% CI over repeats. */
@@ -52,7 +55,8 @@ export function runTables(report: RunReport): Table[] {
 
   const rows: Cell[][] = [];
   const omitted: Array<{ readonly label: string; readonly summary: RepeatSummary }> = [];
-  for (const figure of REPEAT_FIGURES) {
+  // Logs without records (an import): N is all there is of the framework's figures.
+  for (const figure of figures.recorded ? REPEAT_FIGURES : REPEAT_FIGURES.filter((f) => f.key === 'n')) {
     if (overRepeats) omitted.push({ label: figure.label, summary: figures.overRepeats[figure.key] });
     const ref = (repeat: number | 'all', aggregate: CellRef['aggregate']): CellRef => ({
       run: runId,
@@ -71,7 +75,13 @@ export function runTables(report: RunReport): Table[] {
       ...(overRepeats ? summaryCells(figures.overRepeats[figure.key], figure.unit, (a) => ref('all', a)) : []),
     ]);
   }
+  const notes: string[] = [];
   for (const metric of report.metrics) {
+    if (metric.nothingFound !== null) {
+      rows.push([{ text: metric.name }, { text: 'found nothing' }, ...columns.slice(2).map(() => ({ text: '' }))]);
+      notes.push(`${metric.name} found nothing: ${metric.nothingFound}`);
+      continue;
+    }
     for (const stat of [...METRIC_STATS, 'samples'] as const) {
       const unit = stat === 'samples' ? 'count' : metric.unit;
       if (overRepeats && stat !== 'samples') omitted.push({ label: `${metric.name} ${stat}`, summary: metric.overRepeats[stat] });
@@ -96,7 +106,10 @@ export function runTables(report: RunReport): Table[] {
     }
   }
 
-  const notes: string[] = [...intervalNotes(omitted)];
+  notes.push(...intervalNotes(omitted));
+  if (!figures.recorded) {
+    notes.push('No timings or outcomes: these logs came without the records lockstep writes (an import); the metrics are read from the logs');
+  }
   if (shownRepeats.length === 0) notes.push(`${repeats.length} repeats: per-repeat values are in --csv, --json and the HTML report`);
   for (const { rank, repeats: failed } of figures.failuresByRank) {
     notes.push(`rank ${rank} failed in repeat${failed.length > 1 ? 's' : ''} ${failed.join(', ')}`);
@@ -117,6 +130,37 @@ function summaryCells(summary: RepeatSummary, unit: string | null, ref: (a: Cell
       ? { text: `${formatValue(summary.ci95[0], unit)} … ${formatValue(summary.ci95[1], unit)}`, refs: [ref('ci95_low'), ref('ci95_high')] }
       : { text: '–' },
   ];
+}
+
+/**
+ * `analysis.worst` / `best`: per repeat the node with the largest (smallest) value and its other
+ * metrics, then the one over repeats (the seed's `adjusted,multicast,computation` line).
+ */
+export function extremeTables(report: RunReport): Table[] {
+  return report.extremes.map((extreme) => {
+    const names = [extreme.metric, ...report.metrics.map((m) => m.name).filter((n) => n !== extreme.metric)];
+    const unitOf = (name: string) => report.metrics.find((m) => m.name === name)?.unit ?? null;
+    const rowOf = (label: string, node: ExtremeNode, repeat: number | 'all'): Cell[] => [
+      { text: label },
+      { text: String(node.rank) },
+      ...names.map((name) => ({
+        text: formatValue(node.metrics[name] ?? null, unitOf(name)),
+        refs: [{ run: report.runId, kind: extreme.kind, repeat, rank: node.rank, name, stat: extreme.metric, aggregate: 'value' } as CellRef],
+      })),
+    ];
+    const rows = extreme.repeats.map((node) => rowOf(`r${node.repeat}`, node, node.repeat));
+    const notes: string[] = [];
+    const overall = extreme.overall;
+    if (overall) {
+      rows.push(rowOf(`${extreme.kind} (r${overall.repeat})`, overall, 'all'));
+      const shown = names.filter((name) => overall.metrics[name] !== null);
+      notes.push(
+        `${extreme.kind} over ${extreme.repeats.length} repeat${extreme.repeats.length === 1 ? '' : 's'}: repeat ${overall.repeat}, rank ${overall.rank}: ${shown.join(',')} = ${shown.map((name) => String(overall.metrics[name])).join(',')}`,
+      );
+    } else notes.push(`no node had a value of ${extreme.metric}`);
+    const how = extreme.kind === 'worst' ? 'largest' : 'smallest';
+    return { title: `${extreme.kind} ${extreme.metric} (the node with the ${how} value, per repeat)`, columns: ['repeat', 'rank', ...names], rows, notes };
+  });
 }
 
 /**

@@ -4,7 +4,7 @@ import { faultProblems, faultsField } from './faults.ts';
 import { networkProblems, networkSpec } from './network.ts';
 import { awsProvider } from './provider-aws.ts';
 import { matrixField } from './matrix.ts';
-import { metricsField } from './metrics.ts';
+import { analysisProblems, analysisSpec, metricsField } from './metrics.ts';
 import { RANK_RANGE } from './ranks.ts';
 
 const paramValue = z.union([z.string(), z.number(), z.boolean()]);
@@ -86,6 +86,7 @@ export const specSchema = z
     provider: provider.default({ kind: 'local', isolation: 'loopback' }),
     store: z.string().min(1).optional().describe('Store locator: a folder path or `s3://bucket/prefix`; default `.lockstep/store`'),
     metrics: metricsField,
+    analysis: analysisSpec.optional(),
     matrix: matrixField,
     network: networkSpec.optional(),
     faults: faultsField,
@@ -96,6 +97,7 @@ export const specSchema = z
   })
   .superRefine((spec, ctx) => {
     for (const problem of networkProblems(spec)) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message });
+    for (const problem of analysisProblems(spec)) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message, params: { namesValue: true } });
     for (const problem of faultProblems(spec)) ctx.addIssue({ code: 'custom', path: [...problem.path], message: problem.message, params: { namesValue: true } });
   });
 

@@ -14,7 +14,7 @@ async function linesOf(text: string, needle: string | undefined, chunkSize: numb
   const path = join(dir.path, `f-${Math.random().toString(36).slice(2)}.log`);
   await writeFile(path, text);
   const lines: string[] = [];
-  const bytes = await scanLines(path, [{ needle: needle === undefined ? undefined : Buffer.from(needle), onLine: (l) => lines.push(l) }], { chunkSize });
+  const bytes = await scanLines(path, [{ needle: needle === undefined ? undefined : Buffer.from(needle), onLine: (l) => void lines.push(l) }], { chunkSize });
   expect(bytes).toBe(Buffer.byteLength(text));
   return lines;
 }
@@ -63,7 +63,38 @@ describe('scanLines from the needle', () => {
     const path = join(dir.path, 'from-needle.log');
     await writeFile(path, 'a took 1 ms took 2 ms\r\nno\ntook 3 ms\nxx took');
     const lines: string[] = [];
-    await scanLines(path, [{ needle: Buffer.from('took'), fromNeedle: true, onLine: (l) => lines.push(l) }], { chunkSize: 5 });
+    await scanLines(path, [{ needle: Buffer.from('took'), fromNeedle: true, onLine: (l) => void lines.push(l) }], { chunkSize: 5 });
     expect(lines).toEqual(['took 1 ms took 2 ms', 'took 3 ms', 'took']);
+  });
+});
+
+describe('scanLines: the line after', () => {
+  const text = ['total data:', '43939', '39557', 'noise', 'total data:', '12', 'x'.repeat(300), 'total data:', 'y', 'total data:'].join('\n');
+
+  /** The lines `follow` after each line holding `label`, by splitting (the test's own reference). */
+  function reference(label: string, follow: number): string[] {
+    const lines = text.split('\n');
+    return lines.flatMap((line, i) => (line.includes(label) && i + follow < lines.length ? [lines[i + follow]!] : []));
+  }
+
+  it.each([
+    [1, 3],
+    [2, 3],
+    [3, 7],
+    [1, 16],
+    [2, 64],
+    [1, 1 << 20],
+  ])('hands over the line %i after each match, with chunks of %i bytes, with and without a needle', async (follow, chunkSize) => {
+    const path = join(dir.path, `after-${follow}-${chunkSize}.log`);
+    await writeFile(path, text);
+    for (const needle of [Buffer.from('total data:'), undefined]) {
+      const got: string[] = [];
+      await scanLines(
+        path,
+        [{ needle, follow, onLine: (line) => line.includes('total data:'), onFollowing: (line) => void got.push(line) }],
+        { chunkSize },
+      );
+      expect(got).toEqual(reference('total data:', follow));
+    }
   });
 });

@@ -8,8 +8,8 @@ import {
   extractMetrics,
   METRIC_STATS,
   MetricSpecError,
-  metricsOfManifest,
-  parseMetrics,
+  analysisOfManifest,
+  parseAnalysis,
   type MetricReport,
 } from '../../src/results/metrics.ts';
 import { createFolderStore } from '../../src/store/folder.ts';
@@ -18,7 +18,7 @@ import { expectCi, METRICS, reference, tempDir, writeFakeRun, type FakeRun } fro
 let dir: { path: string; remove: () => Promise<void> };
 let fake: FakeRun;
 let local: LocalRun;
-let metrics: MetricReport[];
+let metrics: readonly MetricReport[];
 
 beforeAll(async () => {
   dir = await tempDir();
@@ -26,7 +26,7 @@ beforeAll(async () => {
   fake = await writeFakeRun(store, { instances: 4, repeats: 3, linesPerNode: 200, failedNodes: [[1, 2]], missingNodes: [[2, 0]] });
   const { runs } = await downloadRuns({ store, runIds: [fake.runId], outDir: join(dir.path, 'out') });
   local = await loadLocalRun(runs[0]!.dir);
-  metrics = await extractMetrics(local, metricsOfManifest(local.manifest), { chunkSize: 4096 });
+  ({ metrics } = await extractMetrics(local, analysisOfManifest(local.manifest), { chunkSize: 4096 }));
 });
 afterAll(() => dir.remove());
 
@@ -47,9 +47,9 @@ function expectedRepeat(repeat: number, name: string, perNode: (xs: number[]) =>
 
 describe('user metrics', () => {
   it('reads the metric declarations the run recorded in its manifest', () => {
-    expect(metricsOfManifest(local.manifest).map((m) => [m.name, m.file, m.perNode])).toEqual([
-      ['commit_ms', 'stdout.log', 'all'],
-      ['throughput_ops', 'stdout.log', 'all'],
+    expect(analysisOfManifest(local.manifest).metrics.map((m) => [m.name, m.file, m.perNode])).toEqual([
+      ['commit_ms', undefined, undefined],
+      ['throughput_ops', undefined, undefined],
       ['retransmits', 'stderr.log', 'last'],
       ['bytes_out', 'stats/summary.txt', 'max'],
     ]);
@@ -112,7 +112,7 @@ describe('user metrics', () => {
       regex: 'v=(?<value>\\S+)',
       perNode,
     }));
-    const got = await extractMetrics(run, specs);
+    const { metrics: got } = await extractMetrics(run, specs);
     const value = (name: string) => got.find((m) => m.name === name)!.repeats[0]!.byRank[0]!.value;
     expect(got[0]!.repeats[0]!.samples).toBe(4);
     expect(value('v_first')).toBe(4);
@@ -134,13 +134,13 @@ describe('user metrics', () => {
   });
 
   it('refuses declarations it cannot use, naming the fix', () => {
-    expect(() => parseMetrics([{ name: 'a', regex: 'took (\\d+) ms' }])).toThrow(/named capture `\(\?<value>…\)`/);
-    expect(() => parseMetrics([{ name: 'a', regex: 'x(?<value>\\d+', unit: 'ms' }])).toThrow(/valid regular expression/);
-    expect(() => parseMetrics([{ name: 'a', regex: 'x(?<value>\\d+)', json: true }])).toThrow(/exactly one of `regex` or `json: true`/);
-    expect(() => parseMetrics([{ name: 'a' }])).toThrow(MetricSpecError);
-    expect(() => parseMetrics([{ name: 'a', json: true }, { name: 'a', json: true }])).toThrow(/unique/);
-    expect(() => parseMetrics([{ name: 'a', json: true, file: '../etc/passwd' }])).toThrow(/without `\.\.`/);
-    expect(parseMetrics(METRICS).length).toBe(4);
+    expect(() => parseAnalysis([{ name: 'a', regex: 'took (\\d+) ms' }])).toThrow(/named capture `\(\?<value>…\)`/);
+    expect(() => parseAnalysis([{ name: 'a', regex: 'x(?<value>\\d+', unit: 'ms' }])).toThrow(/valid regular expression/);
+    expect(() => parseAnalysis([{ name: 'a', regex: 'x(?<value>\\d+)', json: true }])).toThrow(/exactly one of `regex`, `json: true`, `after` or `expr`; this one has `regex` and `json`/);
+    expect(() => parseAnalysis([{ name: 'a' }])).toThrow(MetricSpecError);
+    expect(() => parseAnalysis([{ name: 'a', json: true }, { name: 'a', json: true }])).toThrow(/unique/);
+    expect(() => parseAnalysis([{ name: 'a', json: true, file: '../etc/passwd' }])).toThrow(/without `\.\.`/);
+    expect(parseAnalysis(METRICS).metrics.length).toBe(4);
   });
 });
 
@@ -178,12 +178,12 @@ describe('scanning in worker threads', () => {
       return original.apply(this, args);
     };
     try {
-      const specs = metricsOfManifest(local.manifest);
+      const specs = analysisOfManifest(local.manifest);
       const inWorkers = await extractMetrics(local, specs, { workers: 2 });
       expect(started.count).toBeGreaterThan(0); // the requests went to workers
       const here = await extractMetrics(local, specs, { workers: 0 });
       expect(inWorkers).toEqual(here);
-      expect(inWorkers).toEqual(metrics);
+      expect(inWorkers.metrics).toEqual(metrics);
     } finally {
       Worker.prototype.postMessage = original;
     }
@@ -199,7 +199,9 @@ describe('captures that are not numbers', () => {
       ...local,
       repeats: [{ repeat: 1, dir: join(dir.path, 'captures', 'repeat-1'), nodes: [{ rank: 0, dir: nodeDir }], failures: [] }],
     };
-    const [metric] = await extractMetrics(run, [{ name: 'v', regex: 'v=(?<value>[^;]*);' }]);
+    const {
+      metrics: [metric],
+    } = await extractMetrics(run, [{ name: 'v', regex: 'v=(?<value>[^;]*);' }]);
     expect(metric!.repeats[0]!.samples).toBe(3);
     expect(metric!.repeats[0]!.stats).toMatchObject({ min: -0.5, max: 1000 });
     expect(metric!.repeats[0]!.byRank[0]!.value).toBeCloseTo((0 + 1000 - 0.5) / 3, 12);

@@ -1,6 +1,7 @@
 import { resolve } from 'node:path';
 import { defineCommand } from 'citty';
 import { loadSpec } from '../../spec/load.ts';
+import { analysisOfSpec } from '../../spec/metrics.ts';
 import { openStore } from '../../store/open.ts';
 import type { Store } from '../../store/store.ts';
 import { DEFAULT_RESULTS_DIR, type DownloadProgress } from '../../results/download.ts';
@@ -17,10 +18,12 @@ export interface ResultsCommandOptions {
   readonly out?: string;
   readonly csv?: boolean;
   readonly json?: boolean;
+  /** With `csv` or `json`: only every node's value of every metric and per-node figure, one row each. */
+  readonly perNode?: boolean;
   readonly html?: string;
   readonly download?: boolean;
   readonly concurrency?: number;
-  /** A spec whose `metrics` replace the ones the run recorded. */
+  /** A spec whose `metrics` and `analysis` replace the ones the run recorded. */
   readonly spec?: string;
   readonly cwd?: string;
   /** Show a progress bar while downloading (default: when stderr is a terminal). */
@@ -31,12 +34,13 @@ export interface ResultsCommandOptions {
 /** `lockstep results`: download, analyse, print (table, --csv or --json), and optionally write the HTML report. */
 export async function runResultsCommand(options: ResultsCommandOptions): Promise<Report> {
   const cwd = options.cwd ?? process.cwd();
-  const format: OutputFormat = options.json ? 'json' : options.csv ? 'csv' : 'table';
   if (options.json && options.csv) throw new UsageError('Use one of --csv or --json');
+  if (options.perNode && !options.json && !options.csv) throw new UsageError('`--per-node` prints rows for a script: add --csv (or --json)');
+  const format: OutputFormat = options.json ? (options.perNode ? 'per-node-json' : 'json') : options.csv ? (options.perNode ? 'per-node-csv' : 'csv') : 'table';
   if (options.concurrency !== undefined && !(Number.isInteger(options.concurrency) && options.concurrency > 0)) {
     throw new UsageError(`Expected \`--concurrency\` to be a positive integer, got \`${options.concurrency}\``);
   }
-  const metrics = options.spec ? loadSpec(options.spec, { cwd }).spec.metrics : undefined;
+  const analysis = options.spec ? analysisOfSpec(loadSpec(options.spec, { cwd }).spec) : undefined;
   const download = options.download !== false;
   let store: Store | undefined;
   try {
@@ -48,7 +52,7 @@ export async function runResultsCommand(options: ResultsCommandOptions): Promise
       cwd,
       download,
       concurrency: options.concurrency,
-      metrics,
+      analysis,
     };
     const showProgress = download && (options.progress ?? process.stderr.isTTY === true);
     const { report } = showProgress ? await withProgressBar(options.id, (onProgress) => collectResults({ ...request, onProgress })) : await collectResults(request);
@@ -113,10 +117,14 @@ export const resultsCommand = defineCommand({
     out: { type: 'string', description: `Folder the runs are downloaded into (default ${DEFAULT_RESULTS_DIR})` },
     csv: { type: 'boolean', description: 'Print every number as CSV rows instead of the table' },
     json: { ...jsonArg, description: 'Print the report as JSON instead of the table' },
+    'per-node': {
+      type: 'boolean',
+      description: 'With --csv: only the nodes\' values, as `run,repeat,rank,metric,value` rows (every metric, derived ones and per-node figures); with --json: the same rows',
+    },
     html: { type: 'string', description: 'Also write a self-contained HTML report with charts to this file' },
     download: { type: 'boolean', default: true, negativeDescription: 'Analyse what is already downloaded; fetch nothing' },
     concurrency: { type: 'string', description: 'Objects downloaded at the same time (default 16)' },
-    spec: { type: 'string', description: 'Take the metrics from this spec instead of the run’s own' },
+    spec: { type: 'string', description: 'Take `metrics` and `analysis` from this spec instead of the run’s own (re-analyse)' },
   },
   async run({ args }) {
     await runResultsCommand({
@@ -125,6 +133,7 @@ export const resultsCommand = defineCommand({
       out: args.out,
       csv: args.csv,
       json: args.json,
+      perNode: args['per-node'],
       html: args.html,
       download: args.download,
       concurrency: args.concurrency === undefined ? undefined : Number(args.concurrency),
