@@ -42,6 +42,15 @@ describe('lockstep CLI: bad specs', () => {
     expect(result.stderr).toContain('(--set repeats=0)');
   });
 
+  it('refuses a mistyped option with exit 2 and launches nothing', () => {
+    const { cwd, env } = project(good);
+    const result = lockstep(['run', 'spec.yaml', '--dryrun'], { cwd, env });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toBe('lockstep: Unknown option `--dryrun`: did you mean `--dry-run`? (see `lockstep run --help`)\n');
+    expect(existsSync(join(cwd, '.lockstep'))).toBe(false);
+    expect(existsSync(join(cwd, 'home'))).toBe(false);
+  });
+
   it('refuses an unknown command with exit 2', () => {
     const result = lockstep(['frobnicate'], { cwd: tempDir('cli') });
     expect(result.status).toBe(2);

@@ -122,7 +122,7 @@ export const resultsCommand = defineCommand({
       description: 'With --csv: only the nodes\' values, as `run,repeat,rank,metric,value` rows (every metric, derived ones and per-node figures); with --json: the same rows',
     },
     html: { type: 'string', description: 'Also write a self-contained HTML report with charts to this file' },
-    download: { type: 'boolean', default: true, negativeDescription: 'Analyse what is already downloaded; fetch nothing' },
+    download: { type: 'boolean', default: true, description: 'Fetch what is missing or changed first', negativeDescription: 'Analyse what is already downloaded; fetch nothing' },
     concurrency: { type: 'string', description: 'Objects downloaded at the same time (default 16)' },
     spec: { type: 'string', description: 'Take `metrics` and `analysis` from this spec instead of the run’s own (re-analyse)' },
   },
