@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
 const BIN = fileURLToPath(new URL('../../bin/lockstep.mjs', import.meta.url));
@@ -9,13 +9,45 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** Runs the built `lockstep` binary as a user would. */
-export function lockstep(args: readonly string[], options: { cwd: string; env?: Record<string, string> }): CliResult {
+export interface CliOptions {
+  readonly cwd: string;
+  readonly env?: Record<string, string>;
+  /** Replaces the environment instead of adding to the test's own. */
+  readonly bareEnv?: boolean;
+  readonly timeoutMs?: number;
+}
+
+/** Runs the built `lockstep` binary as a user would, blocking: only for commands that answer at once. */
+export function lockstep(args: readonly string[], options: CliOptions): CliResult {
   const result = spawnSync(process.execPath, [BIN, ...args], {
     cwd: options.cwd,
-    env: { ...process.env, ...options.env },
+    env: options.bareEnv ? options.env : { ...process.env, ...options.env },
     encoding: 'utf8',
-    timeout: 120_000,
+    timeout: options.timeoutMs ?? 120_000,
   });
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/**
+ * Runs the built `lockstep` binary without blocking the test's process (a whole run takes seconds;
+ * a blocked test worker misses the test runner's calls).
+ */
+export function runLockstep(args: readonly string[], options: CliOptions): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: options.cwd,
+      env: options.bareEnv ? options.env : { ...process.env, ...options.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+    const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 120_000);
+    child.on('error', reject);
+    child.on('close', (status) => {
+      clearTimeout(timer);
+      resolve({ status, stdout, stderr });
+    });
+  });
 }

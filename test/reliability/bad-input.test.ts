@@ -3,15 +3,14 @@
  * that names the fix, exit code 2, nothing launched, nothing written to the store. The table in
  * docs/reliability.md lists the same cases; a test checks that it does.
  */
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { runLockstep } from '../helpers/cli.ts';
 import { tempDir } from '../helpers/temp.ts';
 
-const BIN = fileURLToPath(new URL('../../bin/lockstep.mjs', import.meta.url));
 const DOCS = fileURLToPath(new URL('../../docs/reliability.md', import.meta.url));
 
 const good = 'name: hello\ninstances: 4\nartifact: ./app\nrun: sh hello.sh {{rank}}\nstartDelay: 300ms\n';
@@ -117,14 +116,14 @@ describe('bad input is refused: one line, exit 2, nothing launched, nothing writ
   });
 
   for (const c of cases) {
-    it(`refuses ${c.input}`, () => {
+    it(`refuses ${c.input}`, async () => {
       const cwd = tempDir('bad');
       mkdirSync(join(cwd, 'app'));
       writeFileSync(join(cwd, 'app', 'hello.sh'), 'echo hello\n');
       writeFileSync(join(cwd, 'spec.yaml'), c.spec ?? good);
       const env = bareEnv(cwd, c.env);
       const began = Date.now();
-      const result = spawnSync(process.execPath, [BIN, ...(c.args?.({ closedPort }) ?? ['run', 'spec.yaml', '--store', 'store'])], { cwd, env, encoding: 'utf8', timeout: 60_000 });
+      const result = await runLockstep(c.args?.({ closedPort }) ?? ['run', 'spec.yaml', '--store', 'store'], { cwd, env, bareEnv: true, timeoutMs: 60_000 });
       const lines = result.stderr.trim().split('\n');
       expect({ status: result.status, lines: lines.length, stdout: result.stdout }, result.stderr).toEqual({ status: 2, lines: 1, stdout: '' });
       expect(lines[0]).toMatch(/^lockstep: /);
