@@ -18,7 +18,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchAnalysis, type BenchAnalysisResult } from './analysis.ts';
-import { patterns, simulateBarrier, type SimulationResult } from './barrier/simulate.ts';
+import { patterns, simulateBarrier, type SimulationResult } from '../test/helpers/barrier-sim.ts';
 import { benchFootprint, type FootprintResult } from './footprint.ts';
 import { bundleProcs } from './procs.ts';
 import { benchRequests, type BarrierFigures, type RequestsRow } from './requests.ts';

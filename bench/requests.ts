@@ -9,7 +9,7 @@
  *   figures show how s3rver slows it down.
  */
 import { startS3Server } from '../test/helpers/s3-server.ts';
-import { simulateBarrier, type SimulationResult } from './barrier/simulate.ts';
+import { simulateBarrier, type SimulationResult } from '../test/helpers/barrier-sim.ts';
 import { outputOf, startNode, type ProcName } from './procs.ts';
 import { startCountingProxy, type RequestCounts } from './proxy.ts';
 

@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import { layout } from '../core/layout.ts';
 import type { ObjectInfo, Store } from '../store/store.ts';
 import { DownloadError, ResultsNotFoundError } from './errors.ts';
-import { forEachLimited } from './pool.ts';
+import { forEachLimited } from '../util/pool.ts';
 
 /** Default folder (relative to the working folder) that runs are downloaded into. */
 export const DEFAULT_RESULTS_DIR = 'lockstep-results';

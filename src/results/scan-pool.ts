@@ -4,7 +4,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { NodeSamples, scanNodeFile, type Probe, type SamplesState } from './extract.ts';
-import { forEachLimited } from './pool.ts';
+import { forEachLimited } from '../util/pool.ts';
 import type { ScanRequest } from './scan-worker.ts';
 
 export interface ScanJob {

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
 import { NETNS_NEEDS_FOLDER_STORE } from '../../spec/network.ts';
 import { findSystemBinary } from '../../util/system-binary.ts';
+import { eachLimited } from '../../util/pool.ts';
 import { endProcessTree } from './processes.ts';
 import { instanceMac, macText, overlayAddress, OVERLAY_MTU, RELAY_UNDERLAY, UNDERLAY_PREFIX_LENGTH, underlayAddress, VXLAN_ID, VXLAN_PORT } from './wan-relay-core.ts';
 
@@ -198,7 +199,7 @@ export async function createRunNetwork(options: CreateOptions): Promise<RunNetwo
     if (relayed) await step(['-n', names.hub, 'addr', 'add', `${RELAY_UNDERLAY}/${UNDERLAY_PREFIX_LENGTH}`, 'dev', names.bridge]);
     await step(['-n', names.hub, 'link', 'set', names.bridge, 'up']);
     await step(['-n', names.hub, 'link', 'set', 'lo', 'up']);
-    await inPool(instances, 8, async (instance, i) => {
+    await eachLimited(instances, 8, async (instance, i) => {
       const ns = ['-n', instance.namespace];
       await step(['netns', 'add', instance.namespace]);
       await step(['-n', names.hub, 'link', 'add', names.hubVeth(i), 'type', 'veth', 'peer', 'name', instance.underlayDevice, 'netns', instance.namespace]);
@@ -316,21 +317,4 @@ async function pidsIn(ip: string, namespace: string): Promise<number[]> {
     .split('\n')
     .map((line) => Number(line.trim()))
     .filter((pid) => Number.isInteger(pid) && pid > 0 && pid !== process.pid);
-}
-
-async function inPool<T>(items: readonly T[], width: number, work: (item: T, index: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  const errors: unknown[] = [];
-  const worker = async () => {
-    while (next < items.length && errors.length === 0) {
-      const index = next++;
-      try {
-        await work(items[index]!, index);
-      } catch (error) {
-        errors.push(error);
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
-  if (errors.length > 0) throw errors[0];
 }

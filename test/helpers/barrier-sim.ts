@@ -1,10 +1,12 @@
 /**
  * The barrier in virtual time: N agents run the real `awaitBarrier` code against an in-memory store
  * whose requests take S3-like times, on a clock that jumps from one timer to the next. Thousands of
- * nodes over minutes of arrivals take a second, so arrival patterns the live benchmark cannot afford
- * (waves, stragglers) can be checked too. Figures are the same as the live benchmark's.
+ * nodes over minutes of arrivals take a second, so arrival patterns a live run cannot afford (waves,
+ * stragglers) can be checked too. The tests check behaviour with it (agreement, nobody late); the
+ * benchmark reads its figures (requests, latency).
  */
 import { awaitBarrier, type BarrierClock, type BarrierOutcome, type BarrierTuning } from '../../src/agent/barrier.ts';
+import { countingStore, noRequests, type RequestCounts } from '../../src/store/counting.ts';
 import type { ListOptions, ObjectInfo, Store } from '../../src/store/store.ts';
 
 export class VirtualClock implements BarrierClock {
@@ -90,15 +92,8 @@ export interface LatencyModel {
 /** Rough S3 figures from within a region (medians; each request varies ±50%). */
 export const S3_LATENCY: LatencyModel = { putMs: 30, getMs: 15, listPageMs: 30, listPerKeyMs: 0.05 };
 
-export interface Counts {
-  put: number;
-  get: number;
-  /** LIST pages (requests), not calls. */
-  list: number;
-}
-
-/** A store in memory whose requests take virtual time and are counted as S3 would bill them. */
-export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: Counts, random: () => number = Math.random): Store {
+/** A store in memory whose requests take virtual time (count them with `countingStore`). */
+export function memoryStore(clock: VirtualClock, latency: LatencyModel, random: () => number = Math.random): Store {
   const objects = new Map<string, { body: Uint8Array; at: number }>();
   // Thousands of nodes LIST the same unchanged prefix (the seed's barrier): list it once per change.
   const listings = new Map<string, ObjectInfo[]>();
@@ -107,7 +102,6 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: 
     locator: 'memory://',
     readsPerSecond: 4000,
     async put(key, body) {
-      counts.put++;
       await wait(latency.putMs);
       objects.set(key, { body: typeof body === 'string' ? Buffer.from(body) : body, at: clock.now() });
       listings.clear();
@@ -116,7 +110,6 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: 
       throw new Error('not in the simulation');
     },
     async get(key) {
-      counts.get++;
       await wait(latency.getMs);
       return objects.get(key)?.body;
     },
@@ -132,7 +125,6 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, counts: 
       }
       const pages = Math.max(1, Math.ceil(listing.length / 1000));
       for (let page = 0; page < pages; page++) {
-        counts.list++;
         await wait(latency.listPageMs + Math.min(1000, listing.length - page * 1000) * latency.listPerKeyMs);
       }
       // What the first page saw is what the LIST returns (S3 pages are read one after another).
@@ -183,7 +175,7 @@ export interface SimulationResult {
   readonly pattern: string;
   readonly requestsPerNode: number;
   readonly listShare: number;
-  readonly counts: Counts;
+  readonly counts: RequestCounts;
   /** Last arrival → every node knows members and T (ms). */
   readonly latencyMs: number;
   /** Nodes that knew T less than `marginMs` before T. */
@@ -214,20 +206,18 @@ export async function simulateBarrier(options: SimulationOptions): Promise<Simul
   const pattern = options.spreadMs !== undefined ? `uniform over ${options.spreadMs / 1000} s` : (options.pattern ?? 'uniform30');
   const random = seeded(options.seed ?? 1);
   const clock = new VirtualClock();
-  const counts: Counts = { put: 0, get: 0, list: 0 };
-  const store = memoryStore(clock, options.latency ?? S3_LATENCY, counts, random);
+  const counts = noRequests();
+  const store = countingStore(memoryStore(clock, options.latency ?? S3_LATENCY, random), counts);
   const spread = options.spreadMs;
   const arrivals = spread !== undefined ? Array.from({ length: options.n }, () => random() * spread) : patterns[pattern]!.arrivals(options.n, random);
-  const t0 = clock.now();
-  const readyAts: number[] = [];
-  const perNode = arrivals.map(() => ({ put: 0, get: 0, list: 0 }));
+  const perNode = arrivals.map(() => noRequests());
   const outcomes = Promise.all(
     arrivals.map(async (offset, i): Promise<BarrierOutcome> => {
       await clock.sleep(offset);
-      readyAts.push(clock.now());
-      if (options.barrier === 'seed') return await seedBarrier(store, clock, i, options.n, perNode[i]!);
+      const own = countingStore(store, perNode[i]!);
+      if (options.barrier === 'seed') return await seedBarrier(own, clock, i, options.n);
       return awaitBarrier({
-        store,
+        store: own,
         runId: 'sim',
         repeat: 1,
         self: { instanceId: `i-${i.toString(16).padStart(8, '0')}`, address: `10.${i >> 16}.${(i >> 8) & 255}.${i & 255}` },
@@ -237,14 +227,12 @@ export async function simulateBarrier(options: SimulationOptions): Promise<Simul
         tuning: options.tuning,
         clock,
         measureClockOffset: false,
-        onRequest: (kind) => perNode[i]![kind]++,
       });
     }),
   );
   const done = await clock.run(outcomes);
-  void t0;
   const lastArrival = Math.max(...done.map((o) => o.ready.readyAt));
-  const total = counts.put + counts.get + counts.list;
+  const total = counts.put + counts.get + counts.list + counts.delete;
   const margin = options.marginMs ?? 100;
   if (process.env.SIM_DETAIL) {
     const buckets = new Map<number, { n: number; get: number }>();
@@ -274,12 +262,10 @@ export async function simulateBarrier(options: SimulationOptions): Promise<Simul
 }
 
 /** The seed's barrier on the simulated store, shaped like lockstep's outcome (it starts when it sees N). */
-async function seedBarrier(store: Store, clock: VirtualClock, i: number, n: number, counts: Counts): Promise<BarrierOutcome> {
+async function seedBarrier(store: Store, clock: VirtualClock, i: number, n: number): Promise<BarrierOutcome> {
   const ready = { instanceId: `i-${i.toString(16).padStart(8, '0')}`, address: `10.0.0.${i}`, readyAt: clock.now() };
-  counts.put++;
   await store.put(`seed/ready/${ready.instanceId}`, JSON.stringify(ready));
   for (;;) {
-    counts.list++;
     const listed = await store.list('seed/ready/');
     if (listed.length >= n) break;
     await clock.sleep(500);

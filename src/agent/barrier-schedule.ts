@@ -1,0 +1,304 @@
+/**
+ * The barrier's scheduling maths, apart from its store protocol (`barrier.ts`): when a waiting node
+ * looks next, when the watcher LISTs, how long the set cannot plausibly be complete, and the start
+ * time T every node computes from the same ready records. Pure functions of numbers and records;
+ * see docs/barrier.md.
+ */
+import type { ReadyRecord, StartRecord } from '../core/manifest.ts';
+import { rankOrder } from './hosts.ts';
+
+/**
+ * How the barrier paces its store requests. See docs/barrier.md: one node at a time (the watcher)
+ * LISTs the ready records and publishes a small progress record; every other node only GETs that
+ * record, sleeping long while the set is far from complete and waking once per watcher cycle near
+ * the end.
+ */
+export interface BarrierTuning {
+  /** Shortest time between two LISTs of the watcher (near completion). */
+  readonly minCycleMs: number;
+  /** The watcher LISTs at most this fraction of the time: its cycle is at least `listMs / listDuty`. */
+  readonly listDuty: number;
+  /** What a LIST page of 1,000 keys takes on the store, for the start delay above 1,000 nodes. */
+  readonly listPageMs: number;
+  /** The watcher rewrites the progress record at least this often, as a sign of life. */
+  readonly heartbeatMs: number;
+  /** A progress record this old means the watcher is gone: the node that notices takes over. */
+  readonly staleMs: number;
+  /** A waiting node never sleeps longer than this between two polls. */
+  readonly maxSleepMs: number;
+  /** A sleeper extrapolates at most this fraction of the time arrivals have been watched so far. */
+  readonly spanFraction: number;
+  /** The remaining nodes are assumed to arrive at most this much faster than the fastest run so far. */
+  readonly burstFactor: number;
+  /** How many standard deviations of a Poisson run of arrivals the guess allows for. */
+  readonly confidence: number;
+  /**
+   * A node that arrives g ms after the one before it gets T no earlier than its readyAt + the start
+   * delay + lullFraction × (g - the start delay): the others may sleep through part of a lull (a
+   * straggler) and still learn T in time.
+   */
+  readonly lullFraction: number;
+  /** A ready record stamped this long before a LIST may still be missing from it (its PUT in flight). */
+  readonly putWindowMs: number;
+  /** Near completion a waiting node looks about this often (the watcher LISTs more often). */
+  readonly pollEveryMs: number;
+  /** All waiting nodes together GET the progress record at most this often per second. Default: the store's `readsPerSecond`. */
+  readonly maxPollsPerSecond: number;
+  /** How many ready records the watcher GETs at once. */
+  readonly fetchConcurrency: number;
+  /** After the quorum deadline, how long to wait for ready records still in flight. */
+  readonly quorumGraceMs: number;
+}
+
+export function defaultTuning(startDelayMs: number): BarrierTuning {
+  // Every node must learn T before T: near completion the watcher LISTs, and the others look,
+  // several times within the start delay.
+  const minCycleMs = Math.max(20, Math.min(250, startDelayMs / 6));
+  return {
+    minCycleMs,
+    listDuty: 0.5,
+    listPageMs: 100,
+    heartbeatMs: 2000,
+    staleMs: 8000,
+    maxSleepMs: 15_000,
+    spanFraction: 2,
+    burstFactor: 1,
+    confidence: 2,
+    lullFraction: 0.5,
+    putWindowMs: 300,
+    pollEveryMs: startDelayMs / 3,
+    maxPollsPerSecond: 4000,
+    fetchConcurrency: 48,
+    quorumGraceMs: 2000,
+  };
+}
+
+/**
+ * `repeats/<r>/barrier.json`: what the watcher last saw. Waiting nodes read only this object; once
+ * the set is complete it carries the start record too.
+ */
+export interface BarrierProgress {
+  readonly expected: number;
+  /** Ready records in the watcher's last LIST. */
+  readonly count: number;
+  readonly watcher: string;
+  /** When this record was written (epoch ms, the watcher's clock). */
+  readonly updatedAt: number;
+  /** When the LIST behind it began. */
+  readonly listedAt: number;
+  /** From the start of a LIST to its progress record being stored, lately. */
+  readonly writeLagMs: number;
+  /** The watcher's LIST interval now. */
+  readonly cycleMs: number;
+  readonly nextListAt: number;
+  /** Until then the set is very unlikely to be complete: waiting nodes may sleep. */
+  readonly quietUntil: number;
+  readonly start?: StartRecord;
+}
+
+/**
+ * How many members wake at T on this machine: those whose addresses exist on one machine only, as
+ * this node's does (the local provider's 127.x.y.z and 198.18.x.y); 1 on a fleet.
+ */
+export function sharingThisMachine(members: readonly { readonly address: string }[], address: string): number {
+  const range = machineLocalRange(address);
+  if (!range) return 1;
+  return Math.max(1, members.filter((m) => machineLocalRange(m.address) === range).length);
+}
+
+function machineLocalRange(address: string): string | undefined {
+  const [a, b] = address.split('.').map(Number);
+  if (a === 127) return 'loopback';
+  if (a === 198 && (b === 18 || b === 19)) return 'benchmark';
+  return undefined;
+}
+
+/** A number in [0, 1) fixed by the instance id: where in a cycle (and which cycle) this node looks. */
+export function spreadOf(id: string): number {
+  let hash = 2166136261;
+  for (let i = 0; i < id.length; i++) hash = Math.imul(hash ^ id.charCodeAt(i), 16777619);
+  hash = Math.imul(hash ^ (hash >>> 15), 2246822507);
+  return ((hash ^ (hash >>> 13)) >>> 0) / 4294967296;
+}
+
+/** A progress record older than this means its watcher is gone. */
+export function staleAfter(progress: BarrierProgress, tuning: BarrierTuning): number {
+  return Math.max(tuning.staleMs, 3 * progress.cycleMs + 2 * progress.writeLagMs);
+}
+
+/**
+ * When a waiting node looks next. Far from completion: at the quiet horizon the watcher published.
+ * Near it: just after the watcher's next progress record is due, every few cycles when many nodes
+ * wait (so that they stay within `maxPollsPerSecond` together).
+ */
+export function nextPollAt(progress: BarrierProgress, context: PollContext): number {
+  const now = context.now;
+  const { cycleMs, nextListAt, writeLagMs, quietUntil } = progress;
+  if (quietUntil - now > 2 * cycleMs) return Math.min(quietUntil, now + context.tuning.maxSleepMs);
+  // The first progress record worth reading is the first one written after the quiet horizon.
+  const lag = writeLagMs * 1.2 + 5;
+  const waiting = Math.max(1, context.expected - 1);
+  const stride = Math.max(
+    1,
+    Math.floor(context.tuning.pollEveryMs / cycleMs + 1e-9),
+    Math.ceil(waiting / context.tuning.maxPollsPerSecond / (cycleMs / 1000)),
+  );
+  // Spread over the stride (which cycle) and a little within the cycle (not all at the same ms).
+  // The polls come just after the watcher's write, so they keep out of the way of its next LIST.
+  const offset = Math.floor(context.slot * stride);
+  const spread = Math.min(cycleMs / 4, 40) * context.slot;
+  const from = Math.max(now + 1, quietUntil);
+  let cycle = Math.max(0, Math.ceil((from - lag - spread - nextListAt) / cycleMs));
+  cycle += (((offset - cycle) % stride) + stride) % stride;
+  return Math.max(now + 1, nextListAt + cycle * cycleMs + lag + spread);
+}
+
+/** What a waiting node needs to choose its next look (`nextPollAt`). */
+export interface PollContext {
+  /** Epoch ms now. */
+  readonly now: number;
+  readonly tuning: Pick<BarrierTuning, 'maxSleepMs' | 'pollEveryMs' | 'maxPollsPerSecond'>;
+  /** This node's place in [0, 1) (`spreadOf` its id). */
+  readonly slot: number;
+  readonly expected: number;
+}
+
+/** The watcher's next cycle, from what its last LIST showed. */
+export interface WatcherCycle {
+  /** Until then the set is very unlikely to be complete. */
+  readonly quietUntil: number;
+  readonly cycleMs: number;
+  readonly nextListAt: number;
+}
+
+/**
+ * After a LIST that began at `listedAt` and took `listMs`: how long the set stays quiet and when to
+ * LIST again. Only records stamped before `listedAt - putWindowMs` are surely all in the LIST: they
+ * are a prefix of the final arrivals, which is what makes the horizon safe (see `startTime`).
+ */
+export function watcherCycle(
+  readyAts: readonly number[],
+  timing: { readonly now: number; readonly listedAt: number; readonly listMs: number },
+  expected: number,
+  startDelayMs: number,
+  tuning: BarrierTuning,
+): WatcherCycle {
+  const { now, listedAt, listMs } = timing;
+  const nearCycle = Math.max(tuning.minCycleMs, listMs / tuning.listDuty);
+  const proven = listedAt - tuning.putWindowMs;
+  const prefix = readyAts.filter((at) => at <= proven).sort((a, b) => a - b);
+  const quietUntil = Math.max(
+    arrivalHorizon(prefix, prefix.length, expected, tuning),
+    lullHorizon(prefix[prefix.length - 1], proven, effectiveStartDelayMs(startDelayMs, expected, tuning), tuning),
+  );
+  const quietMs = Math.max(0, quietUntil - now);
+  const near = quietMs < 2 * nearCycle;
+  const cycleMs = near ? nearCycle : Math.min(Math.max(nearCycle, quietMs / 2), Math.max(nearCycle, tuning.heartbeatMs));
+  return { quietUntil, cycleMs, nextListAt: Math.max(now + 1, listedAt + cycleMs) };
+}
+
+/**
+ * When the set cannot plausibly be complete, judged from the first k arrivals (sorted readyAts) of
+ * `expected`: the remaining m come no faster than `burstFactor` times the fastest m consecutive
+ * arrivals so far (scaled when fewer than m have arrived), and no guess reaches further ahead than
+ * `spanFraction` of the time the k arrivals took, nor `maxSleepMs`. With one node missing, it can
+ * come any moment. Depends on the arrivals only, so `startTime` can keep T after every horizon a
+ * node may have slept to, whoever computes it.
+ */
+export function arrivalHorizon(
+  sorted: readonly number[],
+  k: number,
+  expected: number,
+  tuning: Pick<BarrierTuning, 'spanFraction' | 'burstFactor' | 'confidence' | 'maxSleepMs'>,
+): number {
+  if (k < 1) return -Infinity;
+  const last = sorted[k - 1]!;
+  const missing = expected - k;
+  if (missing <= 1 || k < 2) return last;
+  const run = Math.min(missing, k);
+  let fastest = Infinity;
+  for (let i = 0; i + run - 1 < k; i++) fastest = Math.min(fastest, sorted[i + run - 1]! - sorted[i]!);
+  // `run` arrivals span run - 1 gaps; the remaining ones need `missing` gaps at most, the first of
+  // which may be almost over: count missing - 1.
+  // Fewer arrivals tell less: allow for `confidence` standard deviations of a Poisson run.
+  const windows = k - run + 1;
+  const spread = Math.max(0, 1 - tuning.confidence * Math.sqrt((1 / (run - 1) + 1 / Math.max(1, missing - 1)) / windows));
+  const byRate = ((fastest / (run - 1)) * (missing - 1) * spread) / tuning.burstFactor;
+  const bySpan = tuning.spanFraction * (last - sorted[0]!);
+  return last + Math.min(byRate, bySpan, tuning.maxSleepMs);
+}
+
+/**
+ * When the set cannot be complete without a T that lets nodes asleep until then learn it in time,
+ * knowing that nothing arrived between `last` and `proven`: any later arrival comes after a lull of
+ * at least (proven - last) and moves T by lullFraction of the lull beyond the start delay.
+ */
+export function lullHorizon(last: number | undefined, proven: number, startDelayMs: number, tuning: Pick<BarrierTuning, 'lullFraction'>): number {
+  if (last === undefined) return -Infinity;
+  return proven + tuning.lullFraction * Math.max(0, proven - last - startDelayMs);
+}
+
+/**
+ * The start record every node computes from the same ready records: members in address order and
+ * the start time T (see `startTime`).
+ */
+export function startRecord(
+  records: readonly ReadyRecord[],
+  startDelayMs: number,
+  writtenBy: string,
+  quorum: boolean,
+  plan: { readonly expected?: number; readonly tuning?: Partial<BarrierTuning> } = {},
+): StartRecord {
+  const members = rankOrder(records);
+  const tuning = { ...defaultTuning(startDelayMs), ...plan.tuning };
+  const startAt = startTime(
+    members.map((m) => m.readyAt),
+    plan.expected ?? members.length,
+    startDelayMs,
+    tuning,
+  );
+  return { members, startAt, writtenBy, quorum };
+}
+
+/**
+ * The start delay, longer for many nodes: when they must look less often than every `pollEveryMs`
+ * to stay within `maxPollsPerSecond` together, and when a LIST of the ready records takes several
+ * pages (above 1,000 nodes): by 0.9 s + 0.8 s at 5,000 nodes with the defaults.
+ */
+export function effectiveStartDelayMs(
+  startDelayMs: number,
+  expected: number,
+  tuning: Pick<BarrierTuning, 'pollEveryMs' | 'maxPollsPerSecond' | 'listPageMs' | 'listDuty'>,
+): number {
+  const lookEveryMs = (Math.max(0, expected - 1) / tuning.maxPollsPerSecond) * 1000;
+  const extraPages = Math.max(0, Math.ceil(expected / 1000) - 1);
+  return startDelayMs + Math.max(0, lookEveryMs - tuning.pollEveryMs) + (extraPages * tuning.listPageMs) / tuning.listDuty;
+}
+
+/**
+ * T from the ready times alone, so that every node that computes it gets the same: the latest readyAt
+ * + the start delay, but never earlier than the start delay after a horizon a waiting node may have
+ * slept to (`arrivalHorizon` of every prefix of the arrivals, and the lull rule: a node that arrives
+ * g ms after the one before it adds lullFraction × (g - start delay)). When the nodes arrive as
+ * expected this is just the latest readyAt + the start delay; when they surprise, T moves later
+ * rather than some node learning it too late.
+ */
+export function startTime(
+  readyAts: readonly number[],
+  expected: number,
+  requestedDelayMs: number,
+  tuning: Pick<
+    BarrierTuning,
+    'spanFraction' | 'burstFactor' | 'confidence' | 'maxSleepMs' | 'lullFraction' | 'pollEveryMs' | 'maxPollsPerSecond' | 'listPageMs' | 'listDuty'
+  >,
+): number {
+  const startDelayMs = effectiveStartDelayMs(requestedDelayMs, expected, tuning);
+  const sorted = [...readyAts].sort((a, b) => a - b);
+  let at = -Infinity;
+  for (let i = 0; i < sorted.length; i++) {
+    const gap = i === 0 ? 0 : sorted[i]! - sorted[i - 1]!;
+    at = Math.max(at, sorted[i]! + startDelayMs + tuning.lullFraction * Math.max(0, gap - startDelayMs));
+    if (i >= 1 && i < sorted.length - 1) at = Math.max(at, arrivalHorizon(sorted, i + 1, expected, tuning) + startDelayMs);
+  }
+  return at;
+}
