@@ -1,21 +1,21 @@
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { layout, nodeFiles } from '../core/layout.ts';
-import type { FailureRecord, InstanceRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
-import { paramsForRank, resolveGroups } from '../spec/groups.ts';
+import { layout } from '../core/layout.ts';
+import type { FailureRecord, InstanceRecord, RunManifest } from '../core/manifest.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
-import { isoNow, preciseNow } from '../util/clock.ts';
+import { isoNow } from '../util/clock.ts';
 import { retry } from '../util/retry.ts';
 import { VERSION } from '../version.ts';
 import { fetchArtifact } from './artifact.ts';
 import { BarrierTimeoutError, type BarrierTuning } from './barrier.ts';
 import { runCommand } from './exec.ts';
 import type { Identity } from './identity.ts';
-import { killProcesses, processesOfInstance } from './leftovers.ts';
 import { runRepeat } from './repeat.ts';
-import { filesBelow, uploadFile } from './upload.ts';
+import { decideRepeat, type RepeatAction } from './repeat-plan.ts';
+import { keepingRecord, readRepeatFacts, recordMissedRepeat, saveCheckpoint, startLife, type Checkpoint } from './restart.ts';
+import { uploadFile } from './upload.ts';
 
 export interface AgentOptions {
   readonly identity: Identity;
@@ -35,24 +35,6 @@ export interface AgentOptions {
 }
 
 export type AgentEnd = 'done' | 'failed' | 'aborted' | 'expired';
-
-/** Store key of an agent's own log (what it printed), uploaded when it ends. */
-export const agentLogKey = (runId: string, instanceId: string) => `${layout.run(runId)}agents/${instanceId}.log`;
-/** Store keys of an instance's setup output. */
-export const setupLogKey = (runId: string, instanceId: string, stream: 'stdout' | 'stderr') =>
-  `${layout.run(runId)}agents/${instanceId}.setup.${stream}.log`;
-
-/**
- * What an agent keeps in its working folder so that an agent restarted on the same instance (same
- * identity, same folder) picks up where the last one stopped instead of starting over.
- */
-interface Checkpoint {
-  readonly runId: string;
-  readonly instanceId: string;
-  /** How many agents have started on this instance for this run, this one included. */
-  readonly lives: number;
-  readonly setupDone: boolean;
-}
 
 const MAX_LOG_LINES = 5000;
 
@@ -128,7 +110,7 @@ export async function runAgent(options: AgentOptions): Promise<AgentEnd> {
     }
     log(`agent ${end}`);
     await withTimeout(
-      retry(() => store.put(agentLogKey(identity.runId, identity.instanceId), lines.join('\n') + '\n'), { attempts: 4, baseDelayMs: 250 }),
+      retry(() => store.put(layout.agentLog(identity.runId, identity.instanceId), lines.join('\n') + '\n'), { attempts: 4, baseDelayMs: 250 }),
       15_000,
     ).catch(() => {});
     return end;
@@ -147,123 +129,157 @@ interface Life {
   readonly setRepeat: (repeat: number) => void;
 }
 
-async function live({ options, log, stop, setState, setRepeat }: Life): Promise<AgentEnd> {
-  const { identity, store } = options;
-  const ended = async (): Promise<AgentEnd> => {
-    const reason = String(stop.signal.reason);
-    const end = reason === 'expired' ? 'expired' : 'aborted';
-    await setState(end, reason);
-    return end;
-  };
+/** What a repeat came to for this instance. */
+type RepeatEnd = 'success' | 'failed' | 'aborted';
+
+/** The agent's life as a pipeline: manifest, artifact and setup, every repeat, the end. */
+async function live(life: Life): Promise<AgentEnd> {
+  const { stop, setState, log } = life;
   try {
-    // An instance record already in the store means an earlier agent ran here, even when this
-    // instance's working folder (and its checkpoint) did not survive.
-    const earlier = await retry(() => store.get(layout.instance(identity.runId, identity.instanceId)), { attempts: 5, baseDelayMs: 500, signal: stop.signal });
-    await setState('booting');
-    const checkpoint = await startLife(identity, log, earlier !== undefined);
-    const manifest = await retry(
-      async () => {
-        const found = await getJson<RunManifest>(store, layout.manifest(identity.runId));
-        if (!found) throw new Error(`No manifest for run ${identity.runId} in ${store.locator}`);
-        return found;
-      },
-      { attempts: 10, baseDelayMs: 500, signal: stop.signal },
-    );
-    log(`run ${manifest.runId}: ${manifest.instances} instances, ${manifest.repeats} repeat(s); I am ${identity.instanceId} at ${identity.address}`);
-
-    const appDir = join(identity.workDir, 'app');
-    if (checkpoint.setupDone && existsSync(appDir)) {
-      log('artifact and setup are done already (an earlier agent on this instance did them)');
-    } else {
-      await mkdir(appDir, { recursive: true });
-      try {
-        if (manifest.artifact) await fetchArtifact(store, manifest.artifact, appDir, identity.workDir);
-        if (manifest.setup) await runSetup(options, manifest, appDir, stop.signal, setState);
-        await saveCheckpoint(identity, { ...checkpoint, setupDone: true });
-      } catch (error) {
-        if (stop.signal.aborted) return await ended();
-        const message = error instanceof Error ? error.message : String(error);
-        log(message);
-        for (let repeat = 1; repeat <= manifest.repeats; repeat++) await recordFailure(store, manifest.runId, repeat, identity.instanceId, 'setup', message);
-        await setState('failed', message);
-        return 'failed';
-      }
-    }
-
-    const restarted = checkpoint.lives > 1 || earlier !== undefined;
+    const { manifest, checkpoint, restarted } = await begin(life);
+    const appDir = join(life.options.identity.workDir, 'app');
+    if (!(await prepare(life, manifest, checkpoint, appDir))) return stop.signal.aborted ? await ended(life) : 'failed';
     let failures = 0;
     for (let repeat = 1; repeat <= manifest.repeats; repeat++) {
       stop.signal.throwIfAborted();
-      setRepeat(repeat);
-      try {
-        let repeatStore = store;
-        if (restarted) {
-          const progress = await progressOf(store, manifest, identity, repeat);
-          if (progress.kind === 'finished') {
-            log(`repeat ${repeat}: already recorded (${progress.outcome}), skipping it`);
-            if (progress.outcome !== 'success') failures++;
-            continue;
-          }
-          if (progress.kind === 'left-out') {
-            log(`repeat ${repeat}: the barrier closed on a quorum without me`);
-            await recordFailure(store, manifest.runId, repeat, identity.instanceId, 'barrier', 'left out: the barrier closed on a quorum before this instance was ready');
-            failures++;
-            continue;
-          }
-          if (progress.kind === 'missed') {
-            log(`repeat ${repeat}: it started at ${new Date(progress.start.startAt).toISOString()}, before this agent did; recording it as an error`);
-            await recordMissedRepeat(store, manifest, identity, repeat, progress.start, progress.rank);
-            failures++;
-            continue;
-          }
-          // The ready record an earlier agent wrote stays as it was: same readyAt, so the same T.
-          repeatStore = keepingRecord(store, layout.ready(manifest.runId, repeat, identity.instanceId));
-        }
-        const result = await runRepeat(
-          {
-            store: repeatStore,
-            manifest,
-            identity,
-            appDir,
-            signal: stop.signal,
-            tuning: options.tuning,
-            onState: (next) => void setState(next),
-          },
-          repeat,
-        );
-        if (!result) {
-          log(`repeat ${repeat}: the barrier closed on a quorum without me`);
-          await recordFailure(store, manifest.runId, repeat, identity.instanceId, 'barrier', 'left out: the barrier closed on a quorum before this instance was ready');
-          failures++;
-        } else {
-          log(`repeat ${repeat}: rank ${result.rank}, ${result.outcome}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}`);
-          if (result.outcome !== 'success') failures++;
-          if (result.outcome === 'aborted') break;
-        }
-      } catch (error) {
-        if (stop.signal.aborted) break;
-        failures++;
-        const message = error instanceof Error ? error.message : String(error);
-        log(`repeat ${repeat}: ${message}`);
-        await recordFailure(store, manifest.runId, repeat, identity.instanceId, error instanceof BarrierTimeoutError ? 'barrier' : 'run', message, error instanceof BarrierTimeoutError ? error.missing : undefined);
-      }
+      life.setRepeat(repeat);
+      const end = await playRepeat(life, manifest, appDir, repeat, restarted);
+      if (end !== 'success') failures++;
+      if (end === 'aborted' || stop.signal.aborted) break;
     }
-    if (stop.signal.aborted) return await ended();
+    if (stop.signal.aborted) return await ended(life);
     const end: AgentEnd = failures > 0 ? 'failed' : 'done';
     await setState(end);
-    if (!manifest.terminateWhenDone) {
-      log(`keep: this instance stays up until ${identity.expiresAt.toISOString()} or \`lockstep down ${manifest.runId}\``);
-      if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
-      log(`ending the kept instance (${String(stop.signal.reason)})`);
-    }
+    if (!manifest.terminateWhenDone) await stayUp(life, manifest);
     return end;
   } catch (error) {
-    if (stop.signal.aborted) return await ended();
+    if (stop.signal.aborted) return await ended(life);
     const message = error instanceof Error ? error.message : String(error);
     log(`agent failed: ${message}`);
     await setState('failed', message);
     return 'failed';
   }
+}
+
+async function ended({ stop, setState }: Life): Promise<AgentEnd> {
+  const reason = String(stop.signal.reason);
+  const end = reason === 'expired' ? 'expired' : 'aborted';
+  await setState(end, reason);
+  return end;
+}
+
+/** The instance record, this life's checkpoint and the run's manifest. */
+async function begin({ options, log, stop, setState }: Life): Promise<{ manifest: RunManifest; checkpoint: Checkpoint; restarted: boolean }> {
+  const { identity, store } = options;
+  // An instance record already in the store means an earlier agent ran here, even when this
+  // instance's working folder (and its checkpoint) did not survive.
+  const earlier = await retry(() => store.get(layout.instance(identity.runId, identity.instanceId)), { attempts: 5, baseDelayMs: 500, signal: stop.signal });
+  await setState('booting');
+  const checkpoint = await startLife(identity, log, earlier !== undefined);
+  const manifest = await retry(
+    async () => {
+      const found = await getJson<RunManifest>(store, layout.manifest(identity.runId));
+      if (!found) throw new Error(`No manifest for run ${identity.runId} in ${store.locator}`);
+      return found;
+    },
+    { attempts: 10, baseDelayMs: 500, signal: stop.signal },
+  );
+  log(`run ${manifest.runId}: ${manifest.instances} instances, ${manifest.repeats} repeat(s); I am ${identity.instanceId} at ${identity.address}`);
+  return { manifest, checkpoint, restarted: checkpoint.lives > 1 || earlier !== undefined };
+}
+
+/**
+ * Artifact and setup, once per instance. False when they failed: then every repeat is recorded as
+ * failed at setup (unless the agent was stopped meanwhile).
+ */
+async function prepare(life: Life, manifest: RunManifest, checkpoint: Checkpoint, appDir: string): Promise<boolean> {
+  const { options, log, stop, setState } = life;
+  const { identity, store } = options;
+  if (checkpoint.setupDone && existsSync(appDir)) {
+    log('artifact and setup are done already (an earlier agent on this instance did them)');
+    return true;
+  }
+  await mkdir(appDir, { recursive: true });
+  try {
+    if (manifest.artifact) await fetchArtifact(store, manifest.artifact, appDir, identity.workDir);
+    if (manifest.setup) await runSetup(options, manifest, appDir, stop.signal, setState);
+    await saveCheckpoint(identity, { ...checkpoint, setupDone: true });
+    return true;
+  } catch (error) {
+    if (stop.signal.aborted) return false;
+    const message = error instanceof Error ? error.message : String(error);
+    log(message);
+    for (let repeat = 1; repeat <= manifest.repeats; repeat++) await recordFailure(store, manifest.runId, repeat, identity.instanceId, 'setup', message);
+    await setState('failed', message);
+    return false;
+  }
+}
+
+/** One repeat: decide what to do with it (`decideRepeat`), then do it. */
+async function playRepeat(life: Life, manifest: RunManifest, appDir: string, repeat: number, restarted: boolean): Promise<RepeatEnd> {
+  const { options, log, stop } = life;
+  const { identity, store } = options;
+  try {
+    const action = decideRepeat(restarted ? await readRepeatFacts(store, manifest.runId, identity, repeat) : undefined);
+    return await act(life, manifest, appDir, repeat, action);
+  } catch (error) {
+    if (stop.signal.aborted) return 'aborted';
+    const message = error instanceof Error ? error.message : String(error);
+    log(`repeat ${repeat}: ${message}`);
+    const barrier = error instanceof BarrierTimeoutError;
+    await recordFailure(store, manifest.runId, repeat, identity.instanceId, barrier ? 'barrier' : 'run', message, barrier ? error.missing : undefined);
+    return 'failed';
+  }
+}
+
+async function act(life: Life, manifest: RunManifest, appDir: string, repeat: number, action: RepeatAction): Promise<RepeatEnd> {
+  const { options, log, stop, setState } = life;
+  const { identity, store } = options;
+  switch (action.kind) {
+    case 'recorded':
+      log(`repeat ${repeat}: already recorded (${action.outcome}), skipping it`);
+      return action.failed ? 'failed' : 'success';
+    case 'left-out':
+      await recordLeftOut(life, manifest.runId, repeat);
+      return 'failed';
+    case 'missed':
+      log(`repeat ${repeat}: it started at ${new Date(action.start.startAt).toISOString()}, before this agent did; recording it as an error`);
+      await recordMissedRepeat(store, manifest, identity, repeat, action.start, action.rank);
+      return 'failed';
+    case 'run': {
+      const result = await runRepeat(
+        {
+          // The ready record an earlier agent wrote stays as it was: same readyAt, so the same T.
+          store: action.keepReady ? keepingRecord(store, layout.ready(manifest.runId, repeat, identity.instanceId)) : store,
+          manifest,
+          identity,
+          appDir,
+          signal: stop.signal,
+          tuning: options.tuning,
+          onState: (next) => void setState(next),
+        },
+        repeat,
+      );
+      if (!result) {
+        await recordLeftOut(life, manifest.runId, repeat);
+        return 'failed';
+      }
+      log(`repeat ${repeat}: rank ${result.rank}, ${result.outcome}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}`);
+      return result.outcome === 'success' ? 'success' : result.outcome === 'aborted' ? 'aborted' : 'failed';
+    }
+  }
+}
+
+async function recordLeftOut({ options, log }: Life, runId: string, repeat: number): Promise<void> {
+  log(`repeat ${repeat}: the barrier closed on a quorum without me`);
+  await recordFailure(options.store, runId, repeat, options.identity.instanceId, 'barrier', 'left out: the barrier closed on a quorum before this instance was ready');
+}
+
+/** `keep: true`: the instance stays up until its expiry or `lockstep down`. */
+async function stayUp({ options, log, stop }: Life, manifest: RunManifest): Promise<void> {
+  log(`keep: this instance stays up until ${options.identity.expiresAt.toISOString()} or \`lockstep down ${manifest.runId}\``);
+  if (!stop.signal.aborted) await new Promise((resolve) => stop.signal.addEventListener('abort', resolve, { once: true }));
+  log(`ending the kept instance (${String(stop.signal.reason)})`);
 }
 
 async function runSetup(
@@ -286,150 +302,14 @@ async function runSetup(
     signal,
   });
   for (const stream of ['stdout', 'stderr'] as const) {
-    await uploadFile(store, setupLogKey(manifest.runId, identity.instanceId, stream), `${setupLog}.${stream}.log`).catch(() => {});
+    await uploadFile(store, layout.setupLog(manifest.runId, identity.instanceId, stream), `${setupLog}.${stream}.log`).catch(() => {});
   }
   signal.throwIfAborted();
   if (result.exitCode !== 0) {
     throw new Error(
-      `setup ${result.timedOut ? 'timed out' : `failed (exit ${result.exitCode ?? result.signal})`}: see ${setupLogKey(manifest.runId, identity.instanceId, 'stderr')} in the store`,
+      `setup ${result.timedOut ? 'timed out' : `failed (exit ${result.exitCode ?? result.signal})`}: see ${layout.setupLog(manifest.runId, identity.instanceId, 'stderr')} in the store`,
     );
   }
-}
-
-// ---- Restarts ---------------------------------------------------------------------------------
-
-const checkpointPath = (identity: Identity) => join(identity.workDir, 'checkpoint.json');
-
-/**
- * Reads the checkpoint an earlier agent of this instance left, and counts this life. A restarted
- * agent first ends whatever its predecessor left running (a command in its own process group).
- */
-async function startLife(identity: Identity, log: (message: string) => void, seenInStore: boolean): Promise<Checkpoint> {
-  await mkdir(identity.workDir, { recursive: true });
-  let previous: Checkpoint | undefined;
-  try {
-    const found = JSON.parse(await readFile(checkpointPath(identity), 'utf8')) as Checkpoint;
-    if (found.runId === identity.runId && found.instanceId === identity.instanceId) previous = found;
-  } catch {
-    // First life on this instance.
-  }
-  const checkpoint: Checkpoint = {
-    runId: identity.runId,
-    instanceId: identity.instanceId,
-    lives: (previous?.lives ?? 0) + 1,
-    setupDone: previous?.setupDone ?? false,
-  };
-  if (previous || seenInStore) {
-    const killed = killProcesses(processesOfInstance(identity.runId, identity.instanceId));
-    const life = previous ? `life ${checkpoint.lives}` : 'its working folder is new';
-    log(`restarted (${life}): picking up where the last agent stopped${killed ? `; ended ${killed} process(es) it left running` : ''}`);
-  }
-  await saveCheckpoint(identity, checkpoint);
-  return checkpoint;
-}
-
-async function saveCheckpoint(identity: Identity, checkpoint: Checkpoint): Promise<void> {
-  const path = checkpointPath(identity);
-  await writeFile(`${path}.partial`, JSON.stringify(checkpoint, null, 2));
-  await rename(`${path}.partial`, path);
-}
-
-type Progress =
-  | { readonly kind: 'finished'; readonly outcome: string }
-  | { readonly kind: 'missed'; readonly start: StartRecord; readonly rank: number }
-  | { readonly kind: 'left-out' }
-  | { readonly kind: 'open' };
-
-/** How far repeat r got for this instance, as the store tells a restarted agent. */
-async function progressOf(store: Store, manifest: RunManifest, identity: Identity, repeat: number): Promise<Progress> {
-  const runId = manifest.runId;
-  const start = await getJson<StartRecord>(store, layout.start(runId, repeat));
-  const failure = await getJson<FailureRecord>(store, layout.failure(runId, repeat, identity.instanceId));
-  if (failure) return { kind: 'finished', outcome: `failed at ${failure.stage}` };
-  if (!start) return { kind: 'open' };
-  const rank = start.members.findIndex((m) => m.instanceId === identity.instanceId);
-  if (rank < 0) return { kind: 'left-out' };
-  const result = await getJson<NodeResult>(store, layout.node(runId, repeat, rank) + nodeFiles.result);
-  if (result?.instanceId === identity.instanceId) return { kind: 'finished', outcome: result.outcome };
-  // Still before T: the barrier is closed but the command has not started, so this node can make it.
-  return preciseNow() < start.startAt ? { kind: 'open' } : { kind: 'missed', start, rank };
-}
-
-/**
- * The store as the repeat sees it, except that `key` is never overwritten once it exists: a
- * restarted agent keeps the ready record of its predecessor, so the barrier counts it once and
- * every node computes the same start time from it.
- */
-function keepingRecord(store: Store, key: string): Store {
-  return {
-    locator: store.locator,
-    readsPerSecond: store.readsPerSecond,
-    put: async (k, body) => {
-      if (k === key && (await store.get(k)) !== undefined) return;
-      await store.put(k, body);
-    },
-    putFile: (k, path) => store.putFile(k, path),
-    get: (k) => store.get(k),
-    getFile: (k, path) => store.getFile(k, path),
-    list: (prefix, listOptions) => store.list(prefix, listOptions),
-    delete: (k) => store.delete(k),
-    dispose: () => store.dispose(),
-  };
-}
-
-/**
- * A repeat whose start time passed while no agent ran on this instance (it was restarted during the
- * command, or during its upload): the command's outcome is unknown. What the node wrote up to then
- * is uploaded, with an `error` result, so that the repeat is complete in the store.
- */
-async function recordMissedRepeat(store: Store, manifest: RunManifest, identity: Identity, repeat: number, start: StartRecord, rank: number): Promise<void> {
-  const folder = join(identity.workDir, 'repeats', String(repeat));
-  const nodePrefix = layout.node(manifest.runId, repeat, rank);
-  const files: string[] = [];
-  for (const [relativeName, path] of await filesBelow(join(folder, 'out'))) {
-    await uploadFile(store, nodePrefix + nodeFiles.filesPrefix + relativeName, path);
-    files.push(nodeFiles.filesPrefix + relativeName);
-  }
-  for (const name of [nodeFiles.stdout, nodeFiles.stderr]) {
-    const path = join(folder, name);
-    if (existsSync(path)) await uploadFile(store, nodePrefix + name, path);
-    else await store.put(nodePrefix + name, '');
-  }
-  const n = start.members.length;
-  const { params, groups } = paramsForRank(manifest.params, resolveGroups(manifest.groups, n), rank);
-  const member = start.members[rank]!;
-  const result: NodeResult = {
-    runId: manifest.runId,
-    repeat,
-    rank,
-    n,
-    instanceId: identity.instanceId,
-    address: identity.address,
-    groups,
-    params,
-    command: manifest.run,
-    outcome: 'error',
-    exitCode: null,
-    signal: null,
-    timedOut: false,
-    readyAt: member.readyAt,
-    barrierAt: start.startAt,
-    scheduledStartAt: start.startAt,
-    // Unknown: the agent that ran the command is gone. Its scheduled start stands in, duration 0.
-    startedAt: start.startAt,
-    endedAt: start.startAt,
-    durationMs: 0,
-    barrierWaitMs: 0,
-    cpuUserMs: null,
-    cpuSystemMs: null,
-    peakMemoryBytes: null,
-    network: null,
-    error: 'the agent was restarted after this repeat started: the outcome of the command is unknown; its logs up to then are uploaded',
-    files,
-  };
-  await putJson(store, nodePrefix + nodeFiles.result, result);
-  await mkdir(folder, { recursive: true });
-  await writeFile(join(folder, nodeFiles.result), JSON.stringify(result, null, 2));
 }
 
 // ---- Helpers ----------------------------------------------------------------------------------

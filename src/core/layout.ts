@@ -8,6 +8,10 @@ export const layout = {
   abort: (runId: string) => `runs/${runId}/abort.json`,
   instancesPrefix: (runId: string) => `runs/${runId}/instances/`,
   instance: (runId: string, instanceId: string) => `runs/${runId}/instances/${instanceId}.json`,
+  /** An agent's own log (what it printed), uploaded when it ends. */
+  agentLog: (runId: string, instanceId: string) => `runs/${runId}/agents/${instanceId}.log`,
+  /** The output of `setup` on one instance. */
+  setupLog: (runId: string, instanceId: string, stream: 'stdout' | 'stderr') => `runs/${runId}/agents/${instanceId}.setup.${stream}.log`,
   repeat: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/`,
   readyPrefix: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/ready/`,
   ready: (runId: string, repeat: number, instanceId: string) =>

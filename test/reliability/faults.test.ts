@@ -8,7 +8,6 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it } from 'vitest';
-import { agentLogKey } from '../../src/agent/agent.ts';
 import { layout, nodeFiles } from '../../src/core/layout.ts';
 import type { FailureRecord, InstanceRecord, NodeResult, ReadyRecord, StartRecord } from '../../src/core/manifest.ts';
 import { localRunsDir } from '../../src/provider/local/state.ts';
@@ -83,7 +82,7 @@ describe('fault 1: an instance dies before the barrier', () => {
     await withStore(p, async (store) => {
       for (const id of survivors) {
         expect((await getJson<InstanceRecord>(store, layout.instance(runId, id)))?.state).toBe('failed');
-        expect(text(await store.get(agentLogKey(runId, id)))).toMatch(/repeat 2: Barrier of repeat 2 timed out/);
+        expect(text(await store.get(layout.agentLog(runId, id)))).toMatch(/repeat 2: Barrier of repeat 2 timed out/);
         expect(text(await store.get(`${layout.run(runId)}agents/${id}.setup.stdout.log`))).toBe('');
       }
       expect(['booting', 'setup']).toContain((await getJson<InstanceRecord>(store, layout.instance(runId, victim)))?.state);
@@ -179,7 +178,7 @@ describe('fault 3: an agent is restarted mid-run', () => {
       expect(await getJson<ReadyRecord>(store, readyKey)).toEqual(before);
       const start = (await getJson<StartRecord>(store, layout.start(runId, 2)))!;
       expect(start.members.find((m) => m.instanceId === victim.id)).toEqual(before);
-      const log = text(await store.get(agentLogKey(runId, victim.id)))!;
+      const log = text(await store.get(layout.agentLog(runId, victim.id)))!;
       expect(log).toContain('restarted (life 2)');
       expect(log).toContain('repeat 1: already recorded (success), skipping it');
       expect(log).toContain('artifact and setup are done already');
@@ -210,7 +209,7 @@ describe('fault 3: an agent is restarted mid-run', () => {
     await withStore(p, async (store) => {
       expect(text(await store.get(layout.node(runId, 1, 2) + nodeFiles.stdout))).toBe('begin rank 2 repeat 1\n');
       expect(text(await store.get(layout.node(runId, 2, 2) + nodeFiles.stdout))).toBe('begin rank 2 repeat 2\nend rank 2\n');
-      expect(text(await store.get(agentLogKey(runId, victim.id)))).toMatch(/restarted \(life 2\): picking up where the last agent stopped; ended \d+ process\(es\) it left running/);
+      expect(text(await store.get(layout.agentLog(runId, victim.id)))).toMatch(/restarted \(life 2\): picking up where the last agent stopped; ended \d+ process\(es\) it left running/);
     });
   });
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DescribeInstancesCommand, DescribeRegionsCommand, TerminateInstancesCommand, type Instance } from '@aws-sdk/client-ec2';
 import { afterEach, describe, expect, it } from 'vitest';
-import { agentLogKey, runAgent } from '../../src/agent/agent.ts';
+import { runAgent } from '../../src/agent/agent.ts';
 import { layout, nodeFiles } from '../../src/core/layout.ts';
 import type { InstanceRecord } from '../../src/core/manifest.ts';
 import { downRun } from '../../src/controller/down.ts';
@@ -61,7 +61,7 @@ describe('expiry', () => {
       for (const r of first!.results) {
         expect(text(await store.get(layout.node(outcome.runId, 1, r.rank) + nodeFiles.stdout))).toBe(`started ${r.rank}\n`);
         expect((await getJson<InstanceRecord>(store, layout.instance(outcome.runId, r.instanceId)))?.state).toBe('expired');
-        expect(text(await store.get(agentLogKey(outcome.runId, r.instanceId)))).toContain('the instance expired at');
+        expect(text(await store.get(layout.agentLog(outcome.runId, r.instanceId)))).toContain('the instance expired at');
       }
     });
   });
