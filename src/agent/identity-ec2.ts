@@ -4,7 +4,7 @@
  * launch and instance metadata serves (`InstanceMetadataTags: enabled`). Used when the boot script
  * sets `LOCKSTEP_IDENTITY=ec2`. Loads no EC2 control-plane code: only the metadata client.
  */
-import { decodeTagValue, TAG } from '../provider/aws/tags.ts';
+import { decodeTagValue, TAG } from '../core/tags.ts';
 
 export interface Ec2Identity {
   readonly instanceId: string;

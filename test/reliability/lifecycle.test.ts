@@ -14,7 +14,7 @@ import type { InstanceRecord } from '../../src/core/manifest.ts';
 import { downRun } from '../../src/controller/down.ts';
 import { collectGarbage } from '../../src/controller/gc.ts';
 import { AwsClients } from '../../src/provider/aws/clients.ts';
-import { TAG } from '../../src/provider/aws/tags.ts';
+import { TAG } from '../../src/core/tags.ts';
 import { localRunsDir, writeRunState } from '../../src/provider/local/state.ts';
 import { openStore } from '../../src/store/open.ts';
 import { getJson, type Store } from '../../src/store/store.ts';

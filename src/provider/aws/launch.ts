@@ -18,7 +18,7 @@ import { AwsSetupError, awsErrorCode, awsErrorMessage } from './errors.ts';
 import type { LaunchPlan, RegionPlan } from './plan.ts';
 import { knownInstanceType, vcpuQuotaCode } from './pricing.ts';
 import { isThrottling, withBackoff, type Sleep } from './retry.ts';
-import { encodeTagValue, TAG, TAG_VALUE_MAX } from './tags.ts';
+import { encodeTagValue, TAG, TAG_VALUE_MAX } from '../../core/tags.ts';
 import { terminateByRegion } from './terminate.ts';
 import { encodeUserData, storeLocatorForInstances } from './user-data.ts';
 

@@ -9,7 +9,7 @@ import type { AwsClients } from './clients.ts';
 import type { AwsConfig } from './config.ts';
 import { AwsSetupError } from './errors.ts';
 import { architectureOf, knownInstanceType, PRICE_NOTE } from './pricing.ts';
-import type { AddressKind } from './tags.ts';
+import type { AddressKind } from '../../core/tags.ts';
 
 /** Public SSM parameters of the latest Amazon Linux 2023 AMI, per architecture. */
 export const AL2023_PARAMETER = {

@@ -13,7 +13,7 @@ import { AwsApiError, AwsSetupError, awsErrorCode } from './errors.ts';
 import { dryRunLaunch, launchFleet, type DryRunResult, type FleetRequest } from './launch.ts';
 import { resolveLaunchPlan, type LaunchPlan } from './plan.ts';
 import type { Sleep } from './retry.ts';
-import { decodeTagValue, TAG } from './tags.ts';
+import { decodeTagValue, TAG } from '../../core/tags.ts';
 import { terminateByRegion } from './terminate.ts';
 import { renderUserData, type UserDataOptions } from './user-data.ts';
 

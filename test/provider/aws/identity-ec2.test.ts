@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ec2Identity, Ec2IdentityError } from '../../../src/agent/identity-ec2.ts';
-import { encodeTagValue, TAG } from '../../../src/provider/aws/tags.ts';
+import { encodeTagValue, TAG } from '../../../src/core/tags.ts';
 
 const TOKEN = 'imds-token-123';
 

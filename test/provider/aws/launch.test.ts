@@ -11,7 +11,7 @@ import { AwsClients } from '../../../src/provider/aws/clients.ts';
 import { AwsLaunchError, clientToken, dryRunLaunch, launchFleet, type FleetRequest } from '../../../src/provider/aws/launch.ts';
 import type { LaunchPlan, RegionPlan } from '../../../src/provider/aws/plan.ts';
 import { createAwsProvider } from '../../../src/provider/aws/provider.ts';
-import { TAG } from '../../../src/provider/aws/tags.ts';
+import { TAG } from '../../../src/core/tags.ts';
 import { renderUserData } from '../../../src/provider/aws/user-data.ts';
 import { LaunchError, type LaunchRequest } from '../../../src/provider/provider.ts';
 import { awsError, awsSpec, FAKE_CREDENTIALS, mockAws, noSleep, useFakeCredentials, type AwsMocks } from './helpers.ts';

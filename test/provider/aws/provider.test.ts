@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { AwsClients } from '../../../src/provider/aws/clients.ts';
 import { AwsApiError, AwsSetupError } from '../../../src/provider/aws/errors.ts';
 import { createAwsProvider } from '../../../src/provider/aws/provider.ts';
-import { TAG } from '../../../src/provider/aws/tags.ts';
+import { TAG } from '../../../src/core/tags.ts';
 import { awsError, awsSpec, mockAws, noSleep, useFakeCredentials, type AwsMocks } from './helpers.ts';
 
 function instance(id: string, runId: string, state: string, extra: Partial<Instance> = {}): Instance {

@@ -31,7 +31,7 @@ import { layout, nodeFiles } from '../../../src/core/layout.ts';
 import type { InstanceRecord, NodeResult } from '../../../src/core/manifest.ts';
 import { clientToken, instanceTags, runInstancesInput, type FleetRequest } from '../../../src/provider/aws/launch.ts';
 import { resolveLaunchPlan } from '../../../src/provider/aws/plan.ts';
-import { decodeTagValue, TAG } from '../../../src/provider/aws/tags.ts';
+import { decodeTagValue, TAG } from '../../../src/core/tags.ts';
 import { renderUserData, storeLocatorForInstances, type UserDataOptions } from '../../../src/provider/aws/user-data.ts';
 import { LaunchError, type InstanceInfo, type Provider } from '../../../src/provider/provider.ts';
 import { loadSpec } from '../../../src/spec/load.ts';

@@ -1,5 +1,5 @@
 /**
- * The instance tags lockstep sets and the agent reads back through instance metadata
+ * The EC2 instance tags lockstep sets and the agent reads back through instance metadata
  * (`/latest/meta-data/tags/instance/<key>`). Pure: no AWS SDK here, the agent imports this file.
  *
  * Tag keys readable from instance metadata may hold only `a-zA-Z0-9 + - = . , _ : @`.
