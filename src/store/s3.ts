@@ -9,7 +9,6 @@ import { mkdir, rename, rm } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { setTimeout as sleep } from 'node:timers/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -23,6 +22,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
+import { retry } from '../util/retry.ts';
 import { StoreError, type ListOptions, type ObjectInfo, type Store } from './store.ts';
 
 export interface S3StoreOptions {
@@ -354,20 +354,15 @@ async function deleteObject(s3: S3Context, key: string): Promise<void> {
  * body streams in is retried here, by asking again from the start.
  */
 async function withBodyRetries<T>(s3: S3Context, key: string, read: () => Promise<T>): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await read();
-    } catch (error) {
-      if (!isBrokenTransfer(error)) throw error;
-      if (attempt >= BODY_ATTEMPTS) {
-        throw new StoreError(
-          `S3 GetObject of \`${key}\` in bucket \`${s3.bucket}\` failed while reading the body, ${attempt} ${attempt === 1 ? 'attempt' : 'attempts'}: ${describe(error)}`,
-          s3.locator,
-          { cause: error },
-        );
-      }
-      await sleep(Math.random() * 100 * 2 ** attempt);
-    }
+  try {
+    return await retry(read, { attempts: BODY_ATTEMPTS, baseDelayMs: 200, retryable: isBrokenTransfer });
+  } catch (error) {
+    if (!isBrokenTransfer(error)) throw error;
+    throw new StoreError(
+      `S3 GetObject of \`${key}\` in bucket \`${s3.bucket}\` failed while reading the body, ${BODY_ATTEMPTS} attempts: ${describe(error)}`,
+      s3.locator,
+      { cause: error },
+    );
   }
 }
 

@@ -1,3 +1,5 @@
+import { retry } from '../util/retry.ts';
+
 /**
  * The object-store contract every part of lockstep talks through. It has S3 semantics on purpose:
  * no renames, no locks, no watching, so that what works on the folder store works on S3.
@@ -55,17 +57,17 @@ export class StoreError extends Error {
  * overwritten half-written, so a body that does not parse is read again a few times before failing.
  */
 export async function getJson<T>(store: Store, key: string): Promise<T | undefined> {
-  for (let attempt = 1; ; attempt++) {
-    const bytes = await store.get(key);
-    if (bytes === undefined) return undefined;
-    try {
-      return JSON.parse(Buffer.from(bytes).toString('utf8')) as T;
-    } catch (error) {
-      if (!(error instanceof SyntaxError) || attempt >= 5) {
-        throw new StoreError(`Object ${key} is not valid JSON: ${(error as Error).message}`, store.locator, { cause: error });
-      }
-      await new Promise((resolve) => setTimeout(resolve, 20 * attempt));
-    }
+  try {
+    return await retry(
+      async () => {
+        const bytes = await store.get(key);
+        return bytes === undefined ? undefined : (JSON.parse(Buffer.from(bytes).toString('utf8')) as T);
+      },
+      { attempts: 5, baseDelayMs: 40, retryable: (error) => error instanceof SyntaxError },
+    );
+  } catch (error) {
+    if (!(error instanceof SyntaxError)) throw error;
+    throw new StoreError(`Object ${key} is not valid JSON: ${error.message}`, store.locator, { cause: error });
   }
 }
 

@@ -17,7 +17,8 @@ import type { AwsClients } from './clients.ts';
 import { AwsSetupError, awsErrorCode, awsErrorMessage } from './errors.ts';
 import type { LaunchPlan, RegionPlan } from './plan.ts';
 import { knownInstanceType, vcpuQuotaCode } from './pricing.ts';
-import { isThrottling, withBackoff, type Sleep } from './retry.ts';
+import { retry } from '../../util/retry.ts';
+import { isThrottling, type Sleep } from './retry.ts';
 import { encodeTagValue, TAG, TAG_VALUE_MAX } from '../../core/tags.ts';
 import { terminateByRegion } from './terminate.ts';
 import { encodeUserData, storeLocatorForInstances } from './user-data.ts';
@@ -201,10 +202,12 @@ export async function launchFleet(request: FleetRequest, options: FleetOptions):
       const input = runInstancesInput(request, state.plan, subnet, ask, token, { tags, userDataBase64 });
       let got: Instance[];
       try {
-        got = await withBackoff(
+        got = await retry(
           async () => (await options.clients.ec2(region).send(new RunInstancesCommand(input))).Instances ?? [],
           {
             attempts: options.attempts ?? 8,
+            baseDelayMs: 500,
+            maxDelayMs: 20_000,
             sleep: options.sleep,
             retryable: (error) => isThrottling(error) || isProfileNotVisibleYet(error),
             onRetry: (error, attempt, waitMs) =>

@@ -1,7 +1,8 @@
 import { terminateInstances } from './api.ts';
 import type { AwsClients } from './clients.ts';
 import { AwsApiError, AwsSetupError, awsErrorCode } from './errors.ts';
-import { isThrottling, withBackoff, type Sleep } from './retry.ts';
+import { retry } from '../../util/retry.ts';
+import { isThrottling, type Sleep } from './retry.ts';
 
 /** TerminateInstances takes at most this many ids a call. */
 const IDS_PER_CALL = 1000;
@@ -25,10 +26,10 @@ export async function terminateByRegion(
   const results = await Promise.allSettled(
     [...byRegion].flatMap(([region, ids]) =>
       chunks(ids, IDS_PER_CALL).map((chunk) =>
-        withBackoff(() => terminateInstances(clients, region, chunk), {
+        retry(() => terminateInstances(clients, region, chunk), {
           attempts: options.notFoundAttempts ?? 6,
-          baseMs: 1000,
-          maxMs: 10_000,
+          baseDelayMs: 1000,
+          maxDelayMs: 10_000,
           sleep: options.sleep,
           retryable: (error) => isThrottling(error) || awsErrorCode(error) === 'InvalidInstanceID.NotFound',
         }).catch((error: unknown) => {
