@@ -1,5 +1,6 @@
 import { layout } from '../core/layout.ts';
 import { openStore } from '../store/open.ts';
+import { isS3Locator, parseS3Locator } from '../store/s3-locator.ts';
 import type { Store } from '../store/store.ts';
 
 export class StoreUnreachableError extends Error {
@@ -29,8 +30,8 @@ export async function openReachableStore(locator: string, cwd?: string, options:
   let probe: Store = store;
   let timer: NodeJS.Timeout | undefined;
   try {
-    if (locator.startsWith('s3://')) {
-      const { createS3Store, parseS3Locator } = await import('../store/s3.ts');
+    if (isS3Locator(locator)) {
+      const { createS3Store } = await import('../store/s3.ts');
       probe = createS3Store({ ...parseS3Locator(locator), maxAttempts: 3 });
     }
     await Promise.race([

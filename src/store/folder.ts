@@ -4,7 +4,7 @@ import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 
 import { dirname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
-import { StoreError, type ListOptions, type ObjectInfo, type Store } from './store.ts';
+import { checkObjectKey, StoreError, type ListOptions, type ObjectInfo, type Store } from './store.ts';
 
 export interface FolderStoreOptions {
   /** The folder that holds the objects; created when missing. */
@@ -17,12 +17,7 @@ export function createFolderStore(options: FolderStoreOptions): Store {
   const root = resolve(options.root);
   const locator = pathToFileURL(root).href;
 
-  const pathOf = (key: string): string => {
-    if (!key || key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '.')) {
-      throw new StoreError(`Invalid object key \`${key}\``, locator);
-    }
-    return join(root, ...key.split('/'));
-  };
+  const pathOf = (key: string): string => join(root, ...checkObjectKey(key, locator).split('/'));
   // Writes land in a temporary file first so that a reader never sees half an object.
   const temporary = (path: string) => `${path}.${randomBytes(6).toString('hex')}.partial`;
 

@@ -1,6 +1,7 @@
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createFolderStore } from './folder.ts';
+import { isS3Locator, parseS3Locator } from './s3-locator.ts';
 import { StoreError, type Store } from './store.ts';
 
 export const DEFAULT_STORE = '.lockstep/store';
@@ -10,8 +11,8 @@ export const DEFAULT_STORE = '.lockstep/store';
  * `file://` URL, or a folder path (relative to `cwd`). The S3 driver is loaded only when used.
  */
 export async function openStore(locator: string, options: { cwd?: string } = {}): Promise<Store> {
-  if (locator.startsWith('s3://')) {
-    const { createS3Store, parseS3Locator } = await import('./s3.ts');
+  if (isS3Locator(locator)) {
+    const { createS3Store } = await import('./s3.ts');
     return createS3Store(parseS3Locator(locator));
   }
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(locator) && !locator.startsWith('file://')) {

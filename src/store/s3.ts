@@ -12,38 +12,19 @@ import { pipeline } from 'node:stream/promises';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
-  ListObjectsV2Command,
+  paginateListObjectsV2,
   PutObjectCommand,
   S3Client,
   type GetObjectCommandOutput,
-  type ListObjectsV2CommandInput,
-  type ListObjectsV2CommandOutput,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
 import { fromIni } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
 import { retry } from '../util/retry.ts';
-import { StoreError, type ListOptions, type ObjectInfo, type Store } from './store.ts';
+import { checkBucket, checkEndpoint, checkReadsPerSecond, formatS3Locator, normaliseS3Prefix, readsPerSecondOf, type S3Locator } from './s3-locator.ts';
+import { checkObjectKey, StoreError, type ListOptions, type ObjectInfo, type Store } from './store.ts';
 
-export interface S3StoreOptions {
-  /** The bucket that holds the objects. Required. */
-  readonly bucket: string;
-  /** Key prefix every key is relative to; normalised to `''` or a string ending in `/`. Default `''`. */
-  readonly prefix?: string;
-  /** AWS region. Default: the SDK's chain (`AWS_REGION`, the profile), or `us-east-1` with an `endpoint`. */
-  readonly region?: string;
-  /** An S3-compatible endpoint such as `http://127.0.0.1:4568`. Default: AWS S3 itself. */
-  readonly endpoint?: string;
-  /** Bucket in the path instead of the host name. Default: `true` with an `endpoint`, else `false`. */
-  readonly forcePathStyle?: boolean;
-  /** A named profile of `~/.aws/config` and `~/.aws/credentials`. Default: the standard credential chain. */
-  readonly profile?: string;
-  /**
-   * GETs per second on one prefix the barrier's waiting nodes may make together. Default: 4,000 on
-   * AWS S3 (which serves 5,500 per prefix), 500 with an `endpoint` (a server of unknown size: s3rver
-   * on 2 cores serves about that).
-   */
-  readonly readsPerSecond?: number;
+export interface S3StoreOptions extends S3Locator {
   /** Attempts per request, the first included, for throttling, 500/502/503/504 and network errors. Default 8. */
   readonly maxAttempts?: number;
   /** `putFile` sends files larger than this in parts of this size (at least 5 MiB). Default 8 MiB. */
@@ -56,101 +37,12 @@ const MIN_PART_SIZE = 5 * 1024 * 1024;
 const MAX_PAGE_SIZE = 1000;
 /** Reading a response body is not retried by the SDK; `get` and `getFile` try this often. */
 const BODY_ATTEMPTS = 4;
-const LOCATOR_PARAMS = ['region', 'endpoint', 'pathStyle', 'profile', 'readsPerSecond'] as const;
-const LOCATOR_FORM = 's3://bucket/prefix?region=…&endpoint=…&pathStyle=true&profile=…&readsPerSecond=…';
-const AWS_READS_PER_SECOND = 4000;
-const ENDPOINT_READS_PER_SECOND = 500;
-
-/**
- * Parses `s3://bucket/some/prefix?region=us-east-1&endpoint=http://127.0.0.1:4568&pathStyle=true&profile=name&readsPerSecond=2000`.
- * Every query parameter is optional. Credentials never belong in a locator.
- */
-export function parseS3Locator(locator: string): S3StoreOptions {
-  let url: URL;
-  try {
-    url = new URL(locator);
-  } catch (error) {
-    throw new StoreError(`Invalid S3 locator \`${locator}\`: expected ${LOCATOR_FORM}`, locator, { cause: error });
-  }
-  if (url.username || url.password) {
-    // Never repeat the secret in a message or in the error's data.
-    const redacted = `s3://…@${url.host}${url.pathname}`;
-    throw new StoreError(
-      'An S3 locator must not hold credentials: use `?profile=name`, the AWS_* environment variables or an instance role',
-      redacted,
-    );
-  }
-  if (url.protocol !== 's3:') {
-    throw new StoreError(`Invalid S3 locator \`${locator}\`: it must start with s3://`, locator);
-  }
-  if (url.port) {
-    throw new StoreError(
-      `Invalid S3 locator \`${locator}\`: a port belongs in the endpoint, e.g. ?endpoint=http://127.0.0.1:${url.port}`,
-      locator,
-    );
-  }
-  if (url.hash) throw new StoreError(`Invalid S3 locator \`${locator}\`: remove the \`#…\` part`, locator);
-  const bucket = url.hostname;
-  if (!bucket) throw new StoreError(`S3 locator \`${locator}\` names no bucket: expected ${LOCATOR_FORM}`, locator);
-  checkBucket(bucket, locator);
-
-  const params: Partial<Record<(typeof LOCATOR_PARAMS)[number], string>> = {};
-  for (const [name, value] of url.searchParams) {
-    if (!(LOCATOR_PARAMS as readonly string[]).includes(name)) {
-      throw new StoreError(
-        `Unknown parameter \`${name}\` in S3 locator \`${locator}\`: expected one of ${LOCATOR_PARAMS.join(', ')}`,
-        locator,
-      );
-    }
-    const known = name as (typeof LOCATOR_PARAMS)[number];
-    if (params[known] !== undefined) {
-      throw new StoreError(`Parameter \`${name}\` appears twice in S3 locator \`${locator}\``, locator);
-    }
-    params[known] = value;
-  }
-
-  let path: string;
-  try {
-    path = decodeURIComponent(url.pathname);
-  } catch (error) {
-    throw new StoreError(`Invalid percent-encoding in the prefix of S3 locator \`${locator}\``, locator, { cause: error });
-  }
-  const options: { -readonly [K in keyof S3StoreOptions]: S3StoreOptions[K] } = {
-    bucket,
-    prefix: normalisePrefix(path, locator),
-  };
-  if (params.region !== undefined) options.region = checkRegion(params.region, locator);
-  if (params.endpoint !== undefined) options.endpoint = checkEndpoint(params.endpoint, locator);
-  if (params.pathStyle !== undefined) options.forcePathStyle = parseBoolean(params.pathStyle, locator);
-  if (params.profile !== undefined) {
-    if (!params.profile) throw new StoreError(`Empty \`profile\` in S3 locator \`${locator}\`: name a profile or drop it`, locator);
-    options.profile = params.profile;
-  }
-  if (params.readsPerSecond !== undefined) options.readsPerSecond = checkReadsPerSecond(params.readsPerSecond, locator);
-  return options;
-}
-
-/** The canonical locator of a store with these options (the inverse of `parseS3Locator`). */
-export function formatS3Locator(options: S3StoreOptions): string {
-  const prefix = (options.prefix ?? '')
-    .split('/')
-    .map((part) => encodeURIComponent(part))
-    .join('/');
-  const query = new URLSearchParams();
-  if (options.region !== undefined) query.set('region', options.region);
-  if (options.endpoint !== undefined) query.set('endpoint', options.endpoint);
-  if (options.forcePathStyle !== undefined) query.set('pathStyle', String(options.forcePathStyle));
-  if (options.profile !== undefined) query.set('profile', options.profile);
-  if (options.readsPerSecond !== undefined) query.set('readsPerSecond', String(options.readsPerSecond));
-  const search = query.toString();
-  return `s3://${options.bucket}/${prefix}${search ? `?${search}` : ''}`;
-}
 
 /** A store in an S3 bucket below a prefix. Keys given to and returned by it are relative to the prefix. */
 export function createS3Store(options: S3StoreOptions): Store {
   const bucket = options.bucket;
   if (!bucket) throw new StoreError('S3 store needs `bucket`', 's3:');
-  const prefix = normalisePrefix(options.prefix ?? '', `s3://${bucket}/`);
+  const prefix = normaliseS3Prefix(options.prefix ?? '', `s3://${bucket}/`);
   const endpoint = options.endpoint === undefined ? undefined : checkEndpoint(options.endpoint, `s3://${bucket}/`);
   const locator = formatS3Locator({ ...options, prefix, endpoint });
   checkBucket(bucket, locator);
@@ -186,16 +78,11 @@ export function createS3Store(options: S3StoreOptions): Store {
   }
   const s3: S3Context = { client: new S3Client(config), bucket, locator };
 
-  const keyOf = (key: string): string => {
-    if (!key || key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '.')) {
-      throw new StoreError(`Invalid object key \`${key}\``, locator);
-    }
-    return prefix + key;
-  };
+  const keyOf = (key: string): string => prefix + checkObjectKey(key, locator);
 
   return {
     locator,
-    readsPerSecond: readsPerSecond ?? (endpoint === undefined ? AWS_READS_PER_SECOND : ENDPOINT_READS_PER_SECOND),
+    readsPerSecond: readsPerSecond ?? readsPerSecondOf({ endpoint }),
     async put(key, body) {
       const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
       await putObject(s3, keyOf(key), bytes);
@@ -237,35 +124,38 @@ export function createS3Store(options: S3StoreOptions): Store {
       const startAfter = listOptions?.startAfter;
       const objects: ObjectInfo[] = [];
       const tokens = new Set<string>();
-      let token: string | undefined;
-      for (;;) {
-        const page = await listObjectsV2(s3, {
-          Prefix: prefix + listPrefix,
-          MaxKeys: pageSize,
-          // Later pages continue from the token, which already lies after `startAfter`.
-          ...(token === undefined ? (startAfter ? { StartAfter: prefix + startAfter } : {}) : { ContinuationToken: token }),
-        });
-        for (const object of page.Contents ?? []) {
-          if (object.Key === undefined || !object.Key.startsWith(prefix)) {
-            throw new StoreError(`S3 ListObjectsV2 returned a key outside the prefix: \`${object.Key}\``, locator);
+      const pages = paginateListObjectsV2(
+        { client: s3.client, pageSize },
+        { Bucket: bucket, Prefix: prefix + listPrefix, ...(startAfter ? { StartAfter: prefix + startAfter } : {}) },
+      );
+      try {
+        for await (const page of pages) {
+          for (const object of page.Contents ?? []) {
+            if (object.Key === undefined || !object.Key.startsWith(prefix)) {
+              throw new StoreError(`S3 ListObjectsV2 returned a key outside the prefix: \`${object.Key}\``, locator);
+            }
+            objects.push({
+              key: object.Key.slice(prefix.length),
+              size: object.Size ?? 0,
+              ...(object.ETag !== undefined && { etag: object.ETag }),
+              ...(object.LastModified !== undefined && { lastModified: object.LastModified }),
+            });
           }
-          objects.push({
-            key: object.Key.slice(prefix.length),
-            size: object.Size ?? 0,
-            ...(object.ETag !== undefined && { etag: object.ETag }),
-            ...(object.LastModified !== undefined && { lastModified: object.LastModified }),
-          });
+          if (!page.IsTruncated) continue;
+          const token = page.NextContinuationToken;
+          if (!token || tokens.has(token)) {
+            throw new StoreError(
+              `S3 ListObjectsV2 of \`${prefix + listPrefix}\` returned a truncated page ${token ? 'with a repeated' : 'without a'} continuation token after ${objects.length} keys; refusing to return half a list`,
+              locator,
+            );
+          }
+          tokens.add(token);
         }
-        if (!page.IsTruncated) return objects;
-        token = page.NextContinuationToken;
-        if (!token || tokens.has(token)) {
-          throw new StoreError(
-            `S3 ListObjectsV2 of \`${prefix + listPrefix}\` returned a truncated page ${token ? 'with a repeated' : 'without a'} continuation token after ${objects.length} keys; refusing to return half a list`,
-            locator,
-          );
-        }
-        tokens.add(token);
+      } catch (error) {
+        if (error instanceof StoreError) throw error;
+        throw s3Error('ListObjectsV2', s3, prefix + listPrefix, error);
       }
+      return objects;
     },
     async delete(key) {
       await deleteObject(s3, keyOf(key));
@@ -322,18 +212,6 @@ async function getObject(s3: S3Context, key: string): Promise<ObjectBody | undef
   } catch (error) {
     if (isMissingKey(error)) return undefined;
     throw s3Error('GetObject', s3, key, error);
-  }
-}
-
-/** S3 ListObjectsV2, one page. */
-async function listObjectsV2(
-  s3: S3Context,
-  input: Omit<ListObjectsV2CommandInput, 'Bucket'>,
-): Promise<ListObjectsV2CommandOutput> {
-  try {
-    return await s3.client.send(new ListObjectsV2Command({ Bucket: s3.bucket, ...input }));
-  } catch (error) {
-    throw s3Error('ListObjectsV2', s3, input.Prefix ?? '', error);
   }
 }
 
@@ -412,64 +290,4 @@ function isBrokenTransfer(error: unknown): boolean {
     message === 'aborted' ||
     ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code ?? '')
   );
-}
-
-// ---- Locator pieces -------------------------------------------------------------------------
-
-function normalisePrefix(path: string, locator: string): string {
-  const trimmed = path.replace(/^\/+/, '').replace(/\/+$/, '');
-  if (!trimmed) return '';
-  if (trimmed.split('/').some((part) => part === '' || part === '.' || part === '..')) {
-    throw new StoreError(`Invalid prefix \`${path}\` in \`${locator}\`: no empty, \`.\` or \`..\` parts`, locator);
-  }
-  return `${trimmed}/`;
-}
-
-function checkBucket(bucket: string, locator: string): void {
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..')) {
-    throw new StoreError(
-      `Invalid bucket name \`${bucket}\` in \`${locator}\`: S3 bucket names have 3 to 63 lowercase letters, digits, dots and hyphens, and start and end with a letter or digit`,
-      locator,
-    );
-  }
-}
-
-function checkRegion(region: string, locator: string): string {
-  if (!/^[a-z0-9][a-z0-9-]*$/.test(region)) {
-    throw new StoreError(`Invalid region \`${region}\` in S3 locator \`${locator}\`: expected e.g. region=us-east-1`, locator);
-  }
-  return region;
-}
-
-function checkEndpoint(endpoint: string, locator: string): string {
-  let url: URL | undefined;
-  try {
-    url = new URL(endpoint);
-  } catch {
-    url = undefined;
-  }
-  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.username || url.password || url.search || url.hash) {
-    throw new StoreError(
-      `Invalid endpoint \`${endpoint}\` in \`${locator}\`: expected an http:// or https:// URL such as endpoint=http://127.0.0.1:4568`,
-      locator,
-    );
-  }
-  return url.href.replace(/\/+$/, '');
-}
-
-function checkReadsPerSecond(value: string, locator: string): number {
-  const rate = Number(value);
-  if (!/^\d+$/.test(value) || rate < 1) {
-    throw new StoreError(
-      `Invalid readsPerSecond \`${value}\` in S3 locator \`${locator}\`: expected a whole number of GETs per second the server sustains, e.g. readsPerSecond=2000`,
-      locator,
-    );
-  }
-  return rate;
-}
-
-function parseBoolean(value: string, locator: string): boolean {
-  if (value === '' || value === 'true' || value === '1') return true;
-  if (value === 'false' || value === '0') return false;
-  throw new StoreError(`Invalid pathStyle \`${value}\` in S3 locator \`${locator}\`: expected pathStyle=true or pathStyle=false`, locator);
 }

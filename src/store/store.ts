@@ -52,6 +52,14 @@ export class StoreError extends Error {
   }
 }
 
+/** An object key relative to a store's root: no leading `/`, no empty, `.` or `..` parts. Any store. */
+export function checkObjectKey(key: string, locator: string): string {
+  if (!key || key.startsWith('/') || key.split('/').some((part) => part === '..' || part === '.')) {
+    throw new StoreError(`Invalid object key \`${key}\``, locator);
+  }
+  return key;
+}
+
 /**
  * Reads a JSON object. Some S3-compatible servers (s3rver among them) serve an object that is being
  * overwritten half-written, so a body that does not parse is read again a few times before failing.

@@ -4,7 +4,7 @@
  * ```ts
  * const s3 = await startS3Server();            // own process, free port, own data folder, one bucket
  * Object.assign(process.env, s3.env);           // dummy credentials and region for the SDK
- * const store = createS3Store(parseS3Locator(s3.locator('runs-a/')));
+ * const store = await openStore(s3.locator('runs-a/'));
  * …
  * await s3.stop();                              // kills the process, removes the folder
  * ```

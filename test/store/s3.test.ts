@@ -4,7 +4,8 @@ import { createServer, request, type IncomingMessage, type Server } from 'node:h
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createS3Store, formatS3Locator, parseS3Locator } from '../../src/store/s3.ts';
+import { createS3Store } from '../../src/store/s3.ts';
+import { formatS3Locator, parseS3Locator } from '../../src/store/s3-locator.ts';
 import { openStore } from '../../src/store/open.ts';
 import { StoreError, type Store } from '../../src/store/store.ts';
 import { startS3Server, type S3Server } from '../helpers/s3-server.ts';

@@ -4,11 +4,11 @@
  * (a pagination loop that runs away stops with an error rather than return half a list).
  */
 import {
-  DescribeInstancesCommand,
   DescribeInstanceTypesCommand,
-  DescribeSecurityGroupsCommand,
-  DescribeSubnetsCommand,
   DescribeVpcsCommand,
+  paginateDescribeInstances,
+  paginateDescribeSecurityGroups,
+  paginateDescribeSubnets,
   TerminateInstancesCommand,
   type Filter,
   type Instance,
@@ -89,19 +89,10 @@ export interface SubnetInfo {
 
 /** ec2:DescribeSubnets (default-for-az): the default VPC's subnets, one per zone, sorted by zone. */
 export async function describeDefaultSubnets(clients: AwsClients, region: string): Promise<SubnetInfo[]> {
-  const subnets: SubnetInfo[] = [];
-  let token: string | undefined;
-  for (let page = 0; ; page++) {
-    if (page >= MAX_PAGES) throw new PaginationError('ec2:DescribeSubnets');
-    const out = await clients
-      .ec2(region)
-      .send(new DescribeSubnetsCommand({ Filters: [{ Name: 'default-for-az', Values: ['true'] }], NextToken: token }));
-    for (const s of out.Subnets ?? []) {
-      if (s.SubnetId) subnets.push({ subnetId: s.SubnetId, zone: s.AvailabilityZone ?? '', vpcId: s.VpcId ?? '' });
-    }
-    token = out.NextToken;
-    if (!token) break;
-  }
+  const pages = paginateDescribeSubnets(pager(clients, region), { Filters: [{ Name: 'default-for-az', Values: ['true'] }] });
+  const subnets = await everyPage(pages, 'ec2:DescribeSubnets', (page) =>
+    (page.Subnets ?? []).flatMap((s) => (s.SubnetId ? [{ subnetId: s.SubnetId, zone: s.AvailabilityZone ?? '', vpcId: s.VpcId ?? '' }] : [])),
+  );
   return subnets.sort((a, b) => a.zone.localeCompare(b.zone));
 }
 
@@ -113,30 +104,30 @@ export async function describeDefaultVpc(clients: AwsClients, region: string): P
 
 /** ec2:DescribeSecurityGroups: groups matching `filters` (e.g. by name and VPC). */
 export async function describeSecurityGroups(clients: AwsClients, region: string, filters: Filter[]): Promise<SecurityGroup[]> {
-  const groups: SecurityGroup[] = [];
-  let token: string | undefined;
-  for (let page = 0; ; page++) {
-    if (page >= MAX_PAGES) throw new PaginationError('ec2:DescribeSecurityGroups');
-    const out = await clients.ec2(region).send(new DescribeSecurityGroupsCommand({ Filters: filters, NextToken: token }));
-    groups.push(...(out.SecurityGroups ?? []));
-    token = out.NextToken;
-    if (!token) break;
-  }
-  return groups;
+  const pages = paginateDescribeSecurityGroups(pager(clients, region), { Filters: filters });
+  return await everyPage(pages, 'ec2:DescribeSecurityGroups', (page) => page.SecurityGroups ?? []);
 }
 
 /** ec2:DescribeInstances: every instance matching `filters`, all pages read. */
 export async function describeInstances(clients: AwsClients, region: string, filters: Filter[]): Promise<Instance[]> {
-  const instances: Instance[] = [];
-  let token: string | undefined;
-  for (let page = 0; ; page++) {
-    if (page >= MAX_PAGES) throw new PaginationError('ec2:DescribeInstances');
-    const out = await clients.ec2(region).send(new DescribeInstancesCommand({ Filters: filters, NextToken: token, MaxResults: 1000 }));
-    for (const reservation of out.Reservations ?? []) instances.push(...(reservation.Instances ?? []));
-    token = out.NextToken;
-    if (!token) break;
+  const pages = paginateDescribeInstances({ ...pager(clients, region), pageSize: 1000 }, { Filters: filters });
+  return await everyPage(pages, 'ec2:DescribeInstances', (page) => (page.Reservations ?? []).flatMap((r) => r.Instances ?? []));
+}
+
+/** The SDK's paginators, stopping (rather than looping) when a service repeats a token. */
+function pager(clients: AwsClients, region: string) {
+  return { client: clients.ec2(region), stopOnSameToken: true };
+}
+
+/** Every item of every page; a runaway pagination stops with an error rather than return half a list. */
+async function everyPage<P, T>(pages: AsyncIterable<P>, operation: string, items: (page: P) => readonly T[]): Promise<T[]> {
+  const all: T[] = [];
+  let count = 0;
+  for await (const page of pages) {
+    if (++count > MAX_PAGES) throw new PaginationError(operation);
+    all.push(...items(page));
   }
-  return instances;
+  return all;
 }
 
 /** ec2:TerminateInstances for at most 1000 ids of one region. */

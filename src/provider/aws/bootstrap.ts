@@ -34,6 +34,7 @@ import {
   type PublicAccessBlockConfiguration,
 } from '@aws-sdk/client-s3';
 import { describeDefaultVpc, describeSecurityGroups, getCallerIdentity, getInstanceProfile, headBucket } from './api.ts';
+import { isBucketName, trimPrefix } from '../../store/s3-locator.ts';
 import { AwsClients } from './clients.ts';
 import { defaultAwsConfigPath, loadAwsConfig, saveAwsConfig, type AwsConfig, type AwsRegionConfig } from './config.ts';
 import { AwsApiError, AwsSetupError, awsErrorCode, awsHttpStatus, isCredentialsError } from './errors.ts';
@@ -111,7 +112,7 @@ async function bootstrap(clients: AwsClients, options: BootstrapOptions): Promis
 
   const bucketRegion = options.bucketRegion ?? previous?.bucketRegion ?? options.regions?.[0] ?? 'us-east-1';
   const bucket = options.bucket ?? previous?.bucket ?? `lockstep-${identity.account}-${bucketRegion}`;
-  const prefix = normalisePrefix(options.prefix ?? previous?.prefix ?? DEFAULTS.prefix);
+  const prefix = trimPrefix(options.prefix ?? previous?.prefix ?? DEFAULTS.prefix);
   const roleName = options.roleName ?? previous?.roleName ?? DEFAULTS.roleName;
   const securityGroupName = options.securityGroupName ?? previous?.securityGroupName ?? DEFAULTS.securityGroupName;
   const regions = options.regions?.length ? [...new Set(options.regions)] : [bucketRegion];
@@ -195,13 +196,8 @@ export const TRUST_POLICY = {
   Statement: [{ Effect: 'Allow', Principal: { Service: 'ec2.amazonaws.com' }, Action: 'sts:AssumeRole' }],
 };
 
-function normalisePrefix(prefix: string): string {
-  const trimmed = prefix.replace(/^\/+|\/+$/g, '');
-  return trimmed ? `${trimmed}/` : '';
-}
-
 function checkInputs(bucket: string, prefix: string, sshCidr: string | undefined): void {
-  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) || bucket.includes('..')) {
+  if (!isBucketName(bucket)) {
     throw new AwsSetupError(
       `\`${bucket}\` is not a valid bucket name`,
       'use 3 to 63 lowercase letters, digits, `.` and `-`, starting and ending with a letter or digit',

@@ -21,7 +21,8 @@ import { retry } from '../../util/retry.ts';
 import { isThrottling, type Sleep } from './retry.ts';
 import { encodeTagValue, TAG, TAG_VALUE_MAX } from '../../core/tags.ts';
 import { terminateByRegion } from './terminate.ts';
-import { encodeUserData, storeLocatorForInstances } from './user-data.ts';
+import { withoutProfile } from '../../store/s3-locator.ts';
+import { encodeUserData } from './user-data.ts';
 
 export interface FleetRequest {
   readonly plan: LaunchPlan;
@@ -103,7 +104,7 @@ const QUOTA = new Set(['VcpuLimitExceeded', 'InstanceLimitExceeded', 'MaxSpotIns
 
 /** The instance tags of a run (keys readable from instance metadata). */
 export function instanceTags(request: Pick<FleetRequest, 'runId' | 'specName' | 'boot' | 'plan'>): Tag[] {
-  const store = encodeTagValue(storeLocatorForInstances(request.boot.store));
+  const store = encodeTagValue(withoutProfile(request.boot.store));
   if (store === undefined) {
     throw new AwsSetupError(
       `The store locator is too long for an EC2 tag (${TAG_VALUE_MAX} characters)`,

@@ -8,6 +8,7 @@
  * stand-ins; the defaults are the real thing on Amazon Linux 2023.
  */
 import { shellQuote } from '../../spec/template.ts';
+import { isS3Locator, parseS3Locator, type S3Locator } from '../../store/s3-locator.ts';
 import type { AgentBoot } from '../provider.ts';
 import { AwsSetupError, UserDataTooLargeError } from './errors.ts';
 
@@ -50,46 +51,19 @@ export const DEFAULT_DOWNLOAD_COMMAND =
 
 export const DEFAULT_POWER_OFF_COMMAND = 'shutdown -h "+$1" "$2"';
 
-export interface S3Location {
-  readonly bucket: string;
-  /** '' or ending in '/'. */
-  readonly prefix: string;
-  readonly region?: string;
-  readonly endpoint?: string;
-}
-
-/** Bucket, prefix, region and endpoint of an `s3://bucket/prefix?region=…&endpoint=…` locator. */
-export function parseStoreLocation(locator: string): S3Location {
-  let url: URL | undefined;
-  try {
-    url = new URL(locator);
-  } catch {
-    url = undefined;
-  }
-  if (!url || url.protocol !== 's3:' || !url.hostname) {
+/**
+ * The store's bucket, prefix, region and endpoint. Instances reach only an S3 store; a malformed
+ * locator is the store's error (`StoreError`), a folder store an `AwsSetupError`.
+ */
+export function parseStoreLocation(locator: string): S3Locator & { readonly prefix: string } {
+  if (!isS3Locator(locator)) {
     throw new AwsSetupError(
       `EC2 instances need an S3 store, got \`${locator}\``,
       'set `store: s3://bucket/prefix` in the spec, or run `lockstep aws bootstrap` to make one',
     );
   }
-  const path = decodeURIComponent(url.pathname).replace(/^\/+|\/+$/g, '');
-  return {
-    bucket: url.hostname,
-    prefix: path ? `${path}/` : '',
-    region: url.searchParams.get('region') ?? undefined,
-    endpoint: url.searchParams.get('endpoint') ?? undefined,
-  };
-}
-
-/**
- * The locator as an instance must see it: without `profile=` (a name from the operator's own
- * `~/.aws`, which an instance does not have: it uses its instance profile).
- */
-export function storeLocatorForInstances(locator: string): string {
-  const url = new URL(locator);
-  if (!url.searchParams.has('profile')) return locator;
-  url.searchParams.delete('profile');
-  return url.toString();
+  const parsed = parseS3Locator(locator);
+  return { ...parsed, prefix: parsed.prefix ?? '' };
 }
 
 /** The bash boot script for one run (the same for every instance of it). */

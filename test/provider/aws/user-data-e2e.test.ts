@@ -32,7 +32,8 @@ import type { InstanceRecord, NodeResult } from '../../../src/core/manifest.ts';
 import { clientToken, instanceTags, runInstancesInput, type FleetRequest } from '../../../src/provider/aws/launch.ts';
 import { resolveLaunchPlan } from '../../../src/provider/aws/plan.ts';
 import { decodeTagValue, TAG } from '../../../src/core/tags.ts';
-import { renderUserData, storeLocatorForInstances, type UserDataOptions } from '../../../src/provider/aws/user-data.ts';
+import { renderUserData, type UserDataOptions } from '../../../src/provider/aws/user-data.ts';
+import { withoutProfile } from '../../../src/store/s3-locator.ts';
 import { LaunchError, type InstanceInfo, type Provider } from '../../../src/provider/provider.ts';
 import { loadSpec } from '../../../src/spec/load.ts';
 import { shellQuote } from '../../../src/spec/template.ts';
@@ -432,7 +433,7 @@ describe('EC2 user-data executed with bash, against IMDS and S3 stand-ins on loo
     expect(tag(TAG.runId)).toBe(outcome.runId);
     expect(tag(TAG.store)).toMatch(/^b64u:/);
     expect(outcome.store).toContain(`profile=${OPERATOR_PROFILE}`);
-    expect(decodeTagValue(tag(TAG.store))).toBe(storeLocatorForInstances(outcome.store));
+    expect(decodeTagValue(tag(TAG.store))).toBe(withoutProfile(outcome.store));
 
     // ---- No credential in the user-data or the tags: not the operator's (environment or profile),
     // not the instance profile's, not the S3 server's.

@@ -8,9 +8,9 @@ import {
   encodeUserData,
   parseStoreLocation,
   renderUserData,
-  storeLocatorForInstances,
   USER_DATA_LIMIT,
 } from '../../../src/provider/aws/user-data.ts';
+import { withoutProfile } from '../../../src/store/s3-locator.ts';
 import { FAKE_CREDENTIALS, useFakeCredentials } from './helpers.ts';
 
 const boot = {
@@ -106,13 +106,13 @@ describe('user-data', () => {
 
   it('needs an S3 store, and drops the operator-only profile from the locator instances see', () => {
     expect(() => renderUserData({ ...boot, store: '.lockstep/store' })).toThrow(/EC2 instances need an S3 store/);
-    expect(parseStoreLocation('s3://b/a/b/?region=us-east-2&endpoint=http://x')).toEqual({
-      bucket: 'b',
+    expect(parseStoreLocation('s3://bkt/a/b/?region=us-east-2&endpoint=http://x')).toEqual({
+      bucket: 'bkt',
       prefix: 'a/b/',
       region: 'us-east-2',
       endpoint: 'http://x',
     });
-    expect(storeLocatorForInstances('s3://b/p?region=us-east-1&profile=me')).toBe('s3://b/p?region=us-east-1');
-    expect(storeLocatorForInstances('s3://b/p')).toBe('s3://b/p');
+    expect(withoutProfile('s3://bkt/p?region=us-east-1&profile=me')).toBe('s3://bkt/p/?region=us-east-1');
+    expect(withoutProfile('s3://bkt/p')).toBe('s3://bkt/p');
   });
 });
