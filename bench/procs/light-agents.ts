@@ -7,6 +7,7 @@ import { layout } from '../../src/core/layout.ts';
 import { openStore } from '../../src/store/open.ts';
 import { putJson, type Store } from '../../src/store/store.ts';
 import { preciseNow } from '../../src/util/clock.ts';
+import { seededRandom } from '../../src/util/seeded-random.ts';
 
 interface Args {
   readonly locator: string;
@@ -19,7 +20,7 @@ interface Args {
 }
 
 const args = JSON.parse(process.argv[2]!) as Args;
-const random = seeded(args.seed);
+const random = seededRandom(args.seed);
 const offsets = Array.from({ length: args.n }, () => random() * args.spreadMs);
 const t0 = preciseNow() + 200;
 
@@ -63,13 +64,3 @@ async function seedBarrier(store: Store, id: string, address: string) {
   return { readyAt, knownAt, startAt: knownAt, watched: true };
 }
 
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -13,7 +13,7 @@ import {
   watcherCycle,
   type BarrierProgress,
 } from '../../src/agent/barrier-schedule.ts';
-import { seeded } from '../helpers/barrier-sim.ts';
+import { seededRandom } from '../../src/util/seeded-random.ts';
 
 const tuning = defaultTuning(1000);
 const at = (...offsets: number[]) => offsets.map((o) => 1_000_000 + o);
@@ -43,7 +43,7 @@ describe('barrier schedule: the start time T', () => {
 
   it('is never earlier than the start delay after any horizon a waiting node may have slept to', () => {
     // 500 nodes trickle in over 30 s, then the other 500 arrive within one second: a surprise.
-    const random = seeded(7);
+    const random = seededRandom(7);
     const readyAts = [...Array.from({ length: 500 }, () => random() * 30_000), ...Array.from({ length: 500 }, () => 30_000 + random() * 1000)].sort((a, b) => a - b);
     const t = startTime(readyAts, 1000, 1000, tuning);
     for (let k = 2; k < 999; k++) expect(t).toBeGreaterThanOrEqual(arrivalHorizon(readyAts, k, 1000, tuning) + 1000);

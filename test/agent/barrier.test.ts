@@ -4,7 +4,8 @@ import { layout } from '../../src/core/layout.ts';
 import { countingStore } from '../../src/store/counting.ts';
 import { createFolderStore } from '../../src/store/folder.ts';
 import { putJson } from '../../src/store/store.ts';
-import { memoryStore, patterns, S3_LATENCY, seeded, simulateBarrier, VirtualClock } from '../helpers/barrier-sim.ts';
+import { seededRandom } from '../../src/util/seeded-random.ts';
+import { memoryStore, patterns, S3_LATENCY, simulateBarrier, VirtualClock } from '../helpers/barrier-sim.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 const runId = 'barrier-test';
@@ -112,7 +113,7 @@ describe('barrier: one watcher LISTs, the others wait on one small object', () =
 
   it('replaces a watcher that dies, and the others still close the barrier', async () => {
     const clock = new VirtualClock();
-    const store = memoryStore(clock, S3_LATENCY, seeded(5));
+    const store = memoryStore(clock, S3_LATENCY, seededRandom(5));
     const n = 12;
     const stop = new AbortController();
     const tuning = { staleMs: 3000 };

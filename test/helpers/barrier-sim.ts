@@ -8,6 +8,7 @@
 import { awaitBarrier, type BarrierClock, type BarrierOutcome, type BarrierTuning } from '../../src/agent/barrier.ts';
 import { countingStore, noRequests, type RequestCounts } from '../../src/store/counting.ts';
 import type { ListOptions, ObjectInfo, Store } from '../../src/store/store.ts';
+import { seededRandom } from '../../src/util/seeded-random.ts';
 
 export class VirtualClock implements BarrierClock {
   private time: number;
@@ -204,7 +205,7 @@ export interface SimulationOptions {
 
 export async function simulateBarrier(options: SimulationOptions): Promise<SimulationResult> {
   const pattern = options.spreadMs !== undefined ? `uniform over ${options.spreadMs / 1000} s` : (options.pattern ?? 'uniform30');
-  const random = seeded(options.seed ?? 1);
+  const random = seededRandom(options.seed ?? 1);
   const clock = new VirtualClock();
   const counts = noRequests();
   const store = countingStore(memoryStore(clock, options.latency ?? S3_LATENCY, random), counts);
@@ -274,14 +275,3 @@ async function seedBarrier(store: Store, clock: VirtualClock, i: number, n: numb
   return { start: { members: [], startAt: knownAt, writtenBy: ready.instanceId, quorum: false }, ready, knownAt, rank: 0, watched: true };
 }
 
-/** A small deterministic generator (mulberry32), so that simulations repeat exactly. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -24,6 +24,7 @@
  */
 import { request as httpRequest, createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import { seededRandom } from '../../src/util/seeded-random.ts';
 
 export type FaultKind = 'error500' | 'slowDown503' | 'dropBeforeResponse' | 'dropMidResponse' | 'slow';
 export const FAULT_KINDS: readonly FaultKind[] = ['error500', 'slowDown503', 'dropBeforeResponse', 'dropMidResponse', 'slow'];
@@ -73,7 +74,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const maxFaults = options.maxFaults ?? 10_000;
   const [slowMin, slowMax] = options.slowMs ?? [300, 1500];
   const maxBodyBytes = options.maxBodyBytes ?? 64 * 1024 * 1024;
-  const random = mulberry32(options.seed ?? 1);
+  const random = seededRandom(options.seed ?? 1);
   const counts: FaultCounts = { requests: 0, forwarded: 0, faults: 0, error500: 0, slowDown503: 0, dropBeforeResponse: 0, dropMidResponse: 0, slow: 0 };
   const streak = new Map<string, number>();
   let enabled = true;
@@ -198,14 +199,3 @@ function forward(target: URL, req: IncomingMessage, body: Buffer, limit: number)
   });
 }
 
-/** A small seeded PRNG (mulberry32): the same seed gives the same faults. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}

@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { layout, nodeFiles } from '../../src/core/layout.ts';
 import type { FailureRecord, NodeResult, ReadyRecord, RunManifest, StartRecord } from '../../src/core/manifest.ts';
 import { putJson, type Store } from '../../src/store/store.ts';
+import { seededRandom } from '../../src/util/seeded-random.ts';
 
 /**
  * Writes a run into a store in the real layout, the way agents would have: manifest, ready and
@@ -62,23 +63,12 @@ export interface FakeRunOptions {
   readonly linesPerNode?: number;
 }
 
-/** Deterministic random numbers (mulberry32). */
-export function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export async function writeFakeRun(store: Store, options: FakeRunOptions = {}): Promise<FakeRun> {
   const runId = options.runId ?? 'r-20250101-000000-test';
   const n = options.instances ?? 4;
   const repeatCount = options.repeats ?? 3;
-  const rand = random(options.seed ?? 42);
+  const rand = seededRandom(options.seed ?? 42);
   const linesPerNode = options.linesPerNode ?? 40;
   const scale = options.latencyScale ?? 1;
   const objects = new Map<string, string>();
