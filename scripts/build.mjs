@@ -1,7 +1,7 @@
 // Builds the CLI (dependencies stay in node_modules) and the agent (one self-contained file that is
 // shipped to instances through the store).
 import { build } from 'esbuild';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const common = {
@@ -14,8 +14,22 @@ const common = {
   define: { __LOCKSTEP_VERSION__: JSON.stringify(version) },
 };
 
+// Chunks of an earlier build would pile up under new hashes.
+for (const name of existsSync('dist') ? readdirSync('dist') : []) if (name.startsWith('cli-')) rmSync(`dist/${name}`);
+
 await Promise.all([
-  build({ ...common, entryPoints: ['src/cli/main.ts'], outfile: 'dist/cli.mjs', packages: 'external' }),
+  // Split at dynamic imports: a command loads its own modules and dependencies (the AWS SDK, tar,
+  // zod) only when it runs, so that `lockstep --version` or a typo's message comes back at once.
+  // Chunks sit beside the entry: modules find dist/agent.mjs and the workers relative to themselves.
+  build({
+    ...common,
+    entryPoints: { cli: 'src/cli/main.ts' },
+    outdir: 'dist',
+    outExtension: { '.js': '.mjs' },
+    splitting: true,
+    chunkNames: 'cli-[name]-[hash]',
+    packages: 'external',
+  }),
   // Worker threads that scan logs for metrics in parallel (`lockstep results`).
   build({ ...common, entryPoints: ['src/results/scan-worker.ts'], outfile: 'dist/scan-worker.mjs' }),
   // The WAN relay of netns runs (network emulation in user space), started in the run's hub namespace.

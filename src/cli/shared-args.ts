@@ -5,11 +5,13 @@ export const storeArg = {
   valueHint: 'locator',
 } as const;
 
-export const jsonArg = { type: 'boolean', description: 'Print JSON instead of text', default: false } as const;
+/** `--store` of a command that works on an existing run: by default the run's own store is found. */
+export const runStoreArg = {
+  ...storeArg,
+  description: 'Store locator of the run (default: the store it ran with, found among the stores lockstep knows; see `lockstep ls`)',
+} as const;
 
-export function storeLocator(value: string | undefined): string {
-  return value ?? process.env.LOCKSTEP_STORE ?? '.lockstep/store';
-}
+export const jsonArg = { type: 'boolean', description: 'Print JSON instead of text', default: false } as const;
 
 /** Every `--set key=value` given (citty keeps only the last of a repeated option). */
 export function repeatedOption(rawArgs: readonly string[], name: string): string[] {

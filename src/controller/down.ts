@@ -6,7 +6,8 @@ import type { Provider } from '../provider/provider.ts';
 import { provider as providerSchema, type ProviderSpec } from '../spec/schema.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
 import { createProvider } from './providers.ts';
-import { openReachableStore } from './reachable.ts';
+import { UsageError } from '../core/errors.ts';
+import { openRunStore } from './locate.ts';
 import { loadManifest } from './status.ts';
 
 /** `runs/<runId>/abort.json`: agents that see it end their command, upload its logs and end. */
@@ -70,8 +71,8 @@ export async function endRun(store: Store, provider: Provider, runId: string, op
 
 export interface DownOptions extends EndRunOptions {
   readonly runId: string;
-  /** Store locator of the run (default: `LOCKSTEP_STORE`, else `.lockstep/store`). */
-  readonly store: string;
+  /** Store locator of the run (default: the store it ran with, see `openRunStore`). */
+  readonly store?: string;
   readonly cwd?: string;
   /** Local provider state folder (default `$LOCKSTEP_HOME` or `~/.lockstep`). */
   readonly home?: string;
@@ -87,8 +88,9 @@ export interface DownOutcome extends EndRunOutcome {
 
 /** `lockstep down <runId>`: tells the run's agents to stop and ends its instances. */
 export async function downRun(options: DownOptions): Promise<DownOutcome> {
-  const store = await openReachableStore(options.store, options.cwd);
+  const { store, kind } = await openRunStore(options.runId, { store: options.store, cwd: options.cwd, home: options.home });
   try {
+    if (kind === 'sweep') throw new UsageError(`\`${options.runId}\` is a sweep: end its runs one by one (\`lockstep status ${options.runId}\` lists them)`);
     const manifest = await loadManifest(store, options.runId);
     const provider = options.provider ?? (await createProvider(providerSpecOf(manifest), { home: options.home }));
     try {

@@ -14,6 +14,7 @@ import { checkProviderReady } from './preflight.ts';
 import { openReachableStore } from './reachable.ts';
 import { createProvider } from './providers.ts';
 import { newRunId } from './run-id.ts';
+import { rememberRun } from './run-index.ts';
 import { runStatus, type RunStatus } from './status.ts';
 
 export type RunPhase = 'store' | 'artifact' | 'agent' | 'manifest' | 'launch' | 'run' | 'cleanup';
@@ -143,6 +144,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     };
     await putJson(store, layout.manifest(runId), manifest);
     emit({ type: 'phase', phase: 'manifest', detail: runId });
+    await rememberRun({ id: runId, kind: 'run', name: spec.name, createdAt: manifest.createdAt, store: store.locator }, options.home);
     await options.onManifest?.(manifest);
 
     provider = options.provider ?? (await createProvider(spec.provider, { home: options.home }));

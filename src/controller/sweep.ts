@@ -1,10 +1,14 @@
 import { matrixPoints, type MatrixPoint } from '../results/matrix.ts';
-import { writeSweepRecord, type SweepRecord } from '../results/sweep-layout.ts';
+import { layout } from '../core/layout.ts';
+import { readSweepRecord, writeSweepRecord, type SweepRecord } from '../results/sweep-layout.ts';
+import type { Store } from '../store/store.ts';
 import { loadSpec, type LoadedSpec, type LoadOptions } from '../spec/load.ts';
 import { checkProviderReady } from './preflight.ts';
 import { openReachableStore } from './reachable.ts';
 import { newRunId } from './run-id.ts';
+import { rememberRun } from './run-index.ts';
 import { runExperiment, storeLocatorFor, type RunOptions, type RunOutcome } from './run.ts';
+import { RunNotFoundError, runStatus, type RunStatus } from './status.ts';
 
 /** A spec with a `matrix` is a sweep: one run per combination of its values. */
 export function isSweep(loaded: LoadedSpec): boolean {
@@ -84,6 +88,7 @@ export async function runSweep(options: SweepOptions): Promise<SweepOutcome> {
       points: plan.points.map(({ point }) => ({ index: point.index, values: point.values, overrides: point.overrides })),
     };
     await writeSweepRecord(store, record);
+    await rememberRun({ id: sweepId, kind: 'sweep', name: record.name, createdAt: record.createdAt, store: store.locator }, options.home);
     emit({ type: 'sweep', sweepId, store: locator, points: plan.points.length });
     const runPoint = options.runPoint ?? runExperiment;
     for (const { point, loaded } of plan.points) {
@@ -105,4 +110,30 @@ export async function runSweep(options: SweepOptions): Promise<SweepOutcome> {
     await store.dispose();
   }
   return { sweepId, store: locator, runs, ok: !interrupted && runs.every((r) => r.ok), interrupted };
+}
+
+export interface SweepStatus {
+  readonly record: SweepRecord;
+  readonly points: ReadonlyArray<{
+    readonly index: number;
+    readonly values: MatrixPoint['values'];
+    readonly runId?: string;
+    /** The run's state, or `not started` for a point the sweep has not reached (or never will). */
+    readonly state: RunStatus['state'] | 'not started';
+  }>;
+}
+
+/** A sweep's points and the state of each point's run. */
+export async function sweepStatus(store: Store, sweepId: string): Promise<SweepStatus> {
+  const record = await readSweepRecord(store, sweepId);
+  if (!record) throw new RunNotFoundError(sweepId, store.locator);
+  const points = await Promise.all(
+    record.points.map(async (p) => ({
+      index: p.index,
+      values: p.values,
+      ...(p.runId ? { runId: p.runId } : {}),
+      state: p.runId && (await store.get(layout.manifest(p.runId))) ? (await runStatus(store, p.runId)).state : ('not started' as const),
+    })),
+  );
+  return { record, points };
 }

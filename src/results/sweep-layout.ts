@@ -45,3 +45,10 @@ export async function recordSweepRun(store: Store, sweepId: string, pointIndex: 
   await writeSweepRecord(store, updated);
   return updated;
 }
+
+/** Every sweep record in the store, newest first. */
+export async function listSweeps(store: Store): Promise<SweepRecord[]> {
+  const keys = (await store.list(sweepLayout.sweepsPrefix())).map((o) => o.key).filter((k) => k.endsWith('.json') && !k.slice(sweepLayout.sweepsPrefix().length).includes('/'));
+  const records = await Promise.all(keys.map((k) => getJson<SweepRecord>(store, k)));
+  return records.filter((r): r is SweepRecord => r !== undefined).sort((a, b) => (a.createdAt < b.createdAt ? 1 : -1));
+}

@@ -18,6 +18,11 @@ export async function openStore(locator: string, options: { cwd?: string } = {})
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(locator) && !locator.startsWith('file://')) {
     throw new StoreError(`Unknown store \`${locator}\`: use a folder path or s3://bucket/prefix`, locator);
   }
+  return createFolderStore({ root: folderOf(locator, options.cwd) });
+}
+
+/** The absolute folder of a folder store's locator (a path relative to `cwd`, or a `file://` URL). */
+export function folderOf(locator: string, cwd: string = process.cwd()): string {
   const path = locator.startsWith('file://') ? fileURLToPath(locator) : locator;
-  return createFolderStore({ root: isAbsolute(path) ? path : resolve(options.cwd ?? process.cwd(), path) });
+  return isAbsolute(path) ? path : resolve(cwd, path);
 }

@@ -77,7 +77,7 @@ describe('lockstep CLI: runs', () => {
     expect(summary.repeats[0].skewMs).toBeGreaterThanOrEqual(0);
 
     const ls = JSON.parse((await lockstep(['ls', '--json'], { cwd, env })).stdout);
-    expect(ls.map((r: { runId: string }) => r.runId)).toEqual([summary.runId]);
+    expect(ls.items.map((r: { id: string }) => r.id)).toEqual([summary.runId]);
 
     const status = await lockstep(['status', summary.runId, '--json'], { cwd, env });
     expect(JSON.parse(status.stdout)).toMatchObject({ runId: summary.runId, state: 'done' });

@@ -102,7 +102,8 @@ const cases: Case[] = [
     args: ({ closedPort }) => ['run', 'spec.yaml', '--store', `s3://lockstep-test/runs?endpoint=http://127.0.0.1:${closedPort}`],
     message: /^No AWS credentials for the aws provider \(profile `nobody`\): set AWS_PROFILE/,
   },
-  { input: '`lockstep down` of a run not in the store', args: () => ['down', 'no-such-run', '--store', 'store'], message: /^No run `no-such-run` in file:\/\/.*: list runs with `lockstep ls` \(and check --store\)$/ },
+  { input: '`lockstep down` of a run not in the store', args: () => ['down', 'no-such-run', '--store', '.'], message: /^No run `no-such-run` in file:\/\/.*: list runs with `lockstep ls` \(and check --store\)$/ },
+  { input: 'a `--store` folder that does not exist', args: () => ['ls', '--store', 'store'], message: /^No store at .*\/store: the folder does not exist; check the locator/ },
   { input: '`lockstep down --grace` that is not a duration', args: () => ['down', 'some-run', '--grace', 'soon'], message: /^Expected --grace to be a duration such as `15s` or `0`, got `soon`$/ },
 ];
 

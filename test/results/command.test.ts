@@ -5,7 +5,8 @@ import { runCommand } from 'citty';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { progressBar, resultsCommand, runResultsCommand } from '../../src/cli/commands/results.ts';
 import { UsageError } from '../../src/cli/errors.ts';
-import { LocalResultsMissingError, ResultsNotFoundError } from '../../src/results/errors.ts';
+import { RunNotFoundError } from '../../src/controller/status.ts';
+import { LocalResultsMissingError } from '../../src/results/errors.ts';
 import type { RunReport } from '../../src/results/report.ts';
 import { printSummary } from '../../src/results/results.ts';
 import { createFolderStore } from '../../src/store/folder.ts';
@@ -77,7 +78,7 @@ describe('lockstep results', () => {
 
   it('fails with typed errors that name the fix', async () => {
     await expect(runResultsCommand({ id: 'r-missing', store: 'store', cwd: dir.path, write: () => {}, progress: false })).rejects.toThrow(
-      ResultsNotFoundError,
+      RunNotFoundError,
     );
     await expect(runResultsCommand({ id: 'r-missing', download: false, cwd: dir.path, write: () => {} })).rejects.toThrow(
       LocalResultsMissingError,

@@ -2,7 +2,7 @@ import { defineCommand } from 'citty';
 import { downRun } from '../../controller/down.ts';
 import { parseDuration } from '../../util/duration.ts';
 import { UsageError } from '../errors.ts';
-import { jsonArg, storeArg, storeLocator } from '../shared-args.ts';
+import { jsonArg, runStoreArg } from '../shared-args.ts';
 
 export default defineCommand({
   meta: { name: 'down', description: "End a run: tell its agents to stop (abort record in the store) and end its instances" },
@@ -13,7 +13,7 @@ export default defineCommand({
       description: 'How long the agents get to stop by themselves and upload the logs of the command they end, before their instances are ended (default 15s)',
       valueHint: 'duration',
     },
-    store: storeArg,
+    store: runStoreArg,
     json: jsonArg,
   },
   async run({ args }) {
@@ -21,7 +21,7 @@ export default defineCommand({
     if (graceMs === undefined && args.grace !== undefined) throw new UsageError(`Expected --grace to be a duration such as \`15s\` or \`0\`, got \`${args.grace}\``);
     const outcome = await downRun({
       runId: args.runId,
-      store: storeLocator(args.store),
+      store: args.store,
       graceMs,
       onProgress: args.json ? undefined : (message) => console.error(message),
     });

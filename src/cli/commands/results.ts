@@ -2,7 +2,7 @@ import { resolve } from 'node:path';
 import { defineCommand } from 'citty';
 import { loadSpec } from '../../spec/load.ts';
 import { analysisOfSpec } from '../../spec/metrics.ts';
-import { openStore } from '../../store/open.ts';
+import { openRunStore } from '../../controller/locate.ts';
 import type { Store } from '../../store/store.ts';
 import { DEFAULT_RESULTS_DIR, type DownloadProgress } from '../../results/download.ts';
 import { formatBytes } from '../../results/format.ts';
@@ -10,7 +10,7 @@ import { writeHtmlReport } from '../../results/html.ts';
 import { collectResults, formatReport, type OutputFormat, type ResultsOptions } from '../../results/results.ts';
 import type { Report } from '../../results/report.ts';
 import { UsageError } from '../errors.ts';
-import { jsonArg, storeArg, storeLocator } from '../shared-args.ts';
+import { jsonArg, runStoreArg } from '../shared-args.ts';
 
 export interface ResultsCommandOptions {
   readonly id: string;
@@ -44,7 +44,8 @@ export async function runResultsCommand(options: ResultsCommandOptions): Promise
   const download = options.download !== false;
   let store: Store | undefined;
   try {
-    store = download ? await openStore(storeLocator(options.store), { cwd }) : undefined;
+    // The store the run (or sweep) ran with, unless --store names one.
+    store = download ? (await openRunStore(options.id, { store: options.store, cwd })).store : undefined;
     const request: ResultsOptions = {
       id: options.id,
       store,
@@ -113,7 +114,7 @@ export const resultsCommand = defineCommand({
   },
   args: {
     id: { type: 'positional', required: true, description: 'Run id or sweep id' },
-    store: storeArg,
+    store: runStoreArg,
     out: { type: 'string', description: `Folder the runs are downloaded into (default ${DEFAULT_RESULTS_DIR})` },
     csv: { type: 'boolean', description: 'Print every number as CSV rows instead of the table' },
     json: { ...jsonArg, description: 'Print the report as JSON instead of the table' },
