@@ -1,6 +1,7 @@
 /** `lockstep ls`: the runs and sweeps of every store lockstep knows (or of one), saying which store holds each. */
 import type { RunManifest } from '../core/manifest.ts';
 import { listSweeps, type SweepRecord } from '../results/sweep-layout.ts';
+import { isS3Locator } from '../store/s3-locator.ts';
 import type { Store } from '../store/store.ts';
 import { knownStores, openExistingStore, type LocateOptions } from './locate.ts';
 import { listRuns } from './status.ts';
@@ -63,7 +64,7 @@ export async function listKnown(options: LocateOptions = {}): Promise<Listing> {
       stores.push(store.locator);
     } catch (error) {
       // A folder store that is gone is simply no longer known.
-      if (locator.startsWith('s3://')) unreadable.push({ store: locator, reason: ((error as Error).message ?? String(error)).split('\n')[0]! });
+      if (isS3Locator(locator)) unreadable.push({ store: locator, reason: ((error as Error).message ?? String(error)).split('\n')[0]! });
     } finally {
       await store?.dispose();
     }

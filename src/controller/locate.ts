@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { layout } from '../core/layout.ts';
 import { sweepLayout } from '../results/sweep-layout.ts';
 import { DEFAULT_STORE, folderOf, openStore } from '../store/open.ts';
+import { formatS3Locator, isS3Locator, parseS3Locator } from '../store/s3-locator.ts';
 import { StoreError, type Store } from '../store/store.ts';
 import { openReachableStore } from './reachable.ts';
 import { findKnownRun, knownRuns } from './run-index.ts';
@@ -24,7 +25,7 @@ export interface LocateOptions {
 
 /** A store named by the user, refused when it does not exist (a folder store is never created by reading it). */
 export async function openExistingStore(locator: string, cwd?: string): Promise<Store> {
-  if (!locator.startsWith('s3://')) {
+  if (!isS3Locator(locator)) {
     const store = await openStore(locator, { cwd });
     if (!existsSync(folderOf(locator, cwd))) {
       await store.dispose();
@@ -37,7 +38,12 @@ export async function openExistingStore(locator: string, cwd?: string): Promise<
 
 /** One locator per store: folder paths as absolute `file://` URLs. */
 export function canonicalLocator(locator: string, cwd?: string): string {
-  return locator.startsWith('s3://') ? locator : pathToFileURL(folderOf(locator, cwd)).href;
+  if (!isS3Locator(locator)) return pathToFileURL(folderOf(locator, cwd)).href;
+  try {
+    return formatS3Locator(parseS3Locator(locator));
+  } catch {
+    return locator;
+  }
 }
 
 /**
