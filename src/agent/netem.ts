@@ -4,7 +4,7 @@ import type { NetemRecord } from '../core/manifest.ts';
 import { isEmptyPlan, isNone, type Impairment, type NetemPlan } from '../spec/network.ts';
 import { preciseNow } from '../util/clock.ts';
 import { interfaceFor } from './netstat.ts';
-import { NOT_INSTALLED, privilegedRunner, type CommandResult, type PrivilegedRunner } from './privileged.ts';
+import { forgetUndo, NOT_INSTALLED, privilegedRunner, recordUndo, refusalOf, type CommandResult, type PrivilegedRunner } from './privileged.ts';
 
 /**
  * Network emulation of the node's egress, by one of two mechanisms (docs/network.md):
@@ -168,6 +168,11 @@ export interface ApplyOptions {
   readonly choice: InterfaceChoice;
   /** Runs `tc` (default: the agent's privileged runner). */
   readonly privileged?: PrivilegedRunner;
+  /**
+   * The instance's working folder: the command that removes the emulation is kept in its journal
+   * while the emulation is on, so that whoever finds the agent dead can remove it (privileged.ts).
+   */
+  readonly journal?: string;
 }
 
 /**
@@ -195,27 +200,32 @@ export async function applyNetem(options: ApplyOptions): Promise<NetemSession> {
     return { record, remove: async () => record };
   }
 
-  const removeNow = async (): Promise<CommandResult> => tc(['qdisc', 'del', 'dev', device, 'root']);
+  const removal = ['qdisc', 'del', 'dev', device, 'root'];
+  const removeNow = async (): Promise<CommandResult> => tc(removal);
+  // Recorded before it is applied: an agent killed in between leaves nothing unrecorded.
+  if (options.journal) await recordUndo(options.journal, 'netem', [{ tool: 'tc', args: removal }]).catch(() => {});
   // One tc process for all commands (a matrix over many nodes makes many filters); it stops at
   // the first command that fails and names its line.
   const result = await tc(['-batch', '-'], steps.map((args) => args.join(' ') + '\n').join(''));
   if (result.code !== 0) {
     await removeNow();
+    if (options.journal) await forgetUndo(options.journal, 'netem').catch(() => {});
     const line = Number(/Command failed -:(\d+)/.exec(result.stderr)?.[1] ?? 1);
     record = { ...record, error: explain(steps[Math.min(Math.max(line, 1), steps.length) - 1]!, result) };
     return { record, remove: async () => record };
   }
   record = { ...record, applied: true, appliedAt: preciseNow() };
 
-  let removal: Promise<EmulationRecord> | undefined;
+  let removed: Promise<EmulationRecord> | undefined;
   const session: NetemSession = {
     get record() {
       return record;
     },
     remove: () =>
-      (removal ??= (async () => {
+      (removed ??= (async () => {
         await drain(tc, device, longestDelayMs(plan) * 2 + 1000);
         const result = await removeNow();
+        if (result.code === 0 && options.journal) await forgetUndo(options.journal, 'netem').catch(() => {});
         record =
           result.code === 0
             ? { ...record, removed: true, removedAt: preciseNow() }
@@ -256,9 +266,8 @@ function explain(args: readonly string[], result: CommandResult): string {
     const what = kind === 'netem' ? 'delay, jitter and loss' : 'bandwidth limits and per-destination delays';
     return `This kernel has no \`${kind}\` queueing discipline (sch_${kind}), which ${what} need: load it with \`modprobe sch_${kind}\` (some distributions ship it in a separate package such as kernel-modules-extra), or run on a kernel that has it (${command}: ${said})`;
   }
-  if (/Operation not permitted|permission denied/i.test(result.stderr)) {
-    return `tc needs root (CAP_NET_ADMIN) to change the interface's queueing: run the agent as root (${command}: ${said})`;
-  }
+  const refused = refusalOf(result, "tc (changing the interface's queueing)");
+  if (refused) return `${refused} (${command}: ${said})`;
   return `${command}: ${said}`;
 }
 

@@ -1,10 +1,18 @@
 import { execFile } from 'node:child_process';
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import { findSystemBinary } from '../util/system-binary.ts';
 
 /**
  * The one way the agent runs a privileged system command (`tc` for network emulation, `nft` for
- * partitions). On EC2 and locally the agent is root and runs them as they are; a provider whose
- * agent is not root (SSH hosts) makes them go through `sudo -n` here, and nowhere else.
+ * partitions). On EC2 and locally the agent is root and runs them as they are; an agent that is
+ * not root (an SSH host's login) runs them through `sudo -n` here, and nowhere else: never a
+ * password prompt, a refusal instead, which the caller reports (`refusalOf`).
+ *
+ * What such a command sets up outlives the agent if the agent dies, so the commands that undo it
+ * are kept in a journal in the instance's working folder until they have run: whoever finds the
+ * instance dead (`lockstep gc`, the SSH provider ending it) runs them (`runUndoJournal`).
  */
 
 /** The system tools the agent runs as root. */
@@ -29,16 +37,36 @@ export interface PrivilegedOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** Longest a command may take (default 10 s). */
   readonly timeoutMs?: number;
+  /** Whose rights the agent has (default: this process's uid): any but root goes through `sudo -n`. */
+  readonly uid?: number;
 }
 
 /** The runner of this agent. */
 export function privilegedRunner(options: PrivilegedOptions = {}): PrivilegedRunner {
   const env = options.env ?? process.env;
+  const uid = options.uid ?? process.getuid?.();
   return async (tool, args, input) => {
     const binary = findSystemBinary(tool, env);
     if (!binary) return { code: NOT_INSTALLED, stdout: '', stderr: `The \`${tool}\` command is not installed: install ${PACKAGE[tool]} on the instance` };
-    return runFile(binary, args, input, options.timeoutMs ?? 10_000);
+    const [file, ...rest] = privilegedArgv([binary, ...args], uid);
+    return runFile(file!, rest, input, options.timeoutMs ?? 10_000);
   };
+}
+
+/** The command line that runs `argv` with root's rights: as it is for root, else through `sudo -n`. */
+export function privilegedArgv(argv: readonly string[], uid = process.getuid?.()): string[] {
+  return uid === 0 || uid === undefined ? [...argv] : ['sudo', '-n', '--', ...argv];
+}
+
+/** Why a privileged command was refused, in words a person can act on; undefined when it was not a refusal. */
+export function refusalOf(result: CommandResult, what: string, uid = process.getuid?.()): string | undefined {
+  if (uid !== 0 && uid !== undefined && /a password is required|not allowed to execute|may not run sudo|spawn sudo ENOENT/i.test(result.stderr)) {
+    return `${what} needs root, and this agent runs as uid ${uid} without passwordless sudo for it: allow it (a sudoers rule with NOPASSWD), or log in as root`;
+  }
+  if (/Operation not permitted|permission denied/i.test(result.stderr)) {
+    return `${what} needs root (CAP_NET_ADMIN): run the agent as root, or as a user with passwordless sudo`;
+  }
+  return undefined;
 }
 
 function runFile(binary: string, args: readonly string[], input: string | undefined, timeoutMs: number): Promise<CommandResult> {
@@ -49,5 +77,62 @@ function runFile(binary: string, args: readonly string[], input: string | undefi
     });
     child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
+  });
+}
+
+/** One command of the undo journal. */
+export interface UndoCommand {
+  readonly tool: PrivilegedTool;
+  readonly args: readonly string[];
+}
+
+const JOURNAL = 'privileged-undo.json';
+
+type Journal = Record<string, readonly UndoCommand[]>;
+
+async function readJournal(workDir: string): Promise<Journal> {
+  try {
+    return JSON.parse(await readFile(join(workDir, JOURNAL), 'utf8')) as Journal;
+  } catch {
+    return {};
+  }
+}
+
+async function writeJournal(workDir: string, journal: Journal): Promise<void> {
+  if (Object.keys(journal).length === 0) await rm(join(workDir, JOURNAL), { force: true });
+  else await writeFileAtomic(join(workDir, JOURNAL), JSON.stringify(journal, null, 2));
+}
+
+// Changes to the journal are chained: two appliers (netem and a fault) never lose each other's entry.
+let pending: Promise<unknown> = Promise.resolve();
+const serialized = <T>(work: () => Promise<T>): Promise<T> => {
+  const next = pending.then(work, work);
+  pending = next.catch(() => {});
+  return next;
+};
+
+/** Records how to undo what `key` set up (each command in order); record it before setting it up. */
+export function recordUndo(workDir: string, key: string, commands: readonly UndoCommand[]): Promise<void> {
+  return serialized(async () => writeJournal(workDir, { ...(await readJournal(workDir)), [key]: commands }));
+}
+
+/** Forgets `key`'s entry: its caller undid it (or never set it up). */
+export function forgetUndo(workDir: string, key: string): Promise<void> {
+  return serialized(async () => {
+    const journal = await readJournal(workDir);
+    if (!(key in journal)) return;
+    delete journal[key];
+    await writeJournal(workDir, journal);
+  });
+}
+
+/** Runs every undo command of a dead instance's journal, then removes the journal. Returns how many entries there were. */
+export async function runUndoJournal(workDir: string, run: PrivilegedRunner = privilegedRunner()): Promise<number> {
+  return serialized(async () => {
+    const journal = await readJournal(workDir);
+    const entries = Object.values(journal);
+    for (const commands of entries) for (const { tool, args } of commands) await run(tool, args);
+    await writeJournal(workDir, {});
+    return entries.length;
   });
 }

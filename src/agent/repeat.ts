@@ -56,7 +56,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   const hostsFile = join(folder, nodeFiles.hosts);
   const hostsJson = join(folder, nodeFiles.hostsJson);
   await writeHostsFiles(start.members, { hosts: hostsFile, json: hostsJson });
-  const resolvedGroups = resolveGroups(manifest.groups, n);
+  const resolvedGroups = resolveGroups(manifest.groups, n, start.members.map((m) => m.instanceId));
   const { params, groups } = paramsForRank(manifest.params, resolvedGroups, rank);
   const variables = {
     rank,
@@ -82,6 +82,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
         plan: planFor(manifest.network, resolvedGroups, start.members.map((m) => m.address), rank),
         choice: { address: identity.address, allowDefaultRoute: manifest.provider !== 'local' },
         relay: wanRelayFrom(),
+        journal: identity.workDir,
       })
     : undefined;
   const nodePrefix = layout.node(manifest.runId, repeat, rank);

@@ -116,7 +116,7 @@ export async function recordMissedRepeat(store: Store, manifest: RunManifest, id
     else await store.put(nodePrefix + name, '');
   }
   const n = start.members.length;
-  const { params, groups } = paramsForRank(manifest.params, resolveGroups(manifest.groups, n), rank);
+  const { params, groups } = paramsForRank(manifest.params, resolveGroups(manifest.groups, n, start.members.map((m) => m.instanceId)), rank);
   const member = start.members[rank]!;
   const result: NodeResult = {
     runId: manifest.runId,

@@ -6,6 +6,7 @@ import { createLocalProvider } from '../provider/local/local.ts';
 import { isAgentAlive, lockstepHome, readRunStates, removeRunState } from '../provider/local/state.ts';
 import { openStore } from '../store/open.ts';
 import type { AwsGcOptions, AwsGcReport } from './gc-aws.ts';
+import type { SshGcOptions, SshGcReport } from './gc-ssh.ts';
 import { runStatus } from './status.ts';
 
 export interface GcOptions {
@@ -19,6 +20,8 @@ export interface GcOptions {
    * account has enabled). Loads the AWS SDK. Default: local instances only.
    */
   readonly aws?: false | Omit<AwsGcOptions, 'now' | 'dryRun'>;
+  /** Also the hosts of an SSH inventory: what ended runs left there (processes, folders, network rules). Loads ssh2. */
+  readonly ssh?: false | Omit<SshGcOptions, 'now' | 'dryRun' | 'home'>;
   /**
    * Processes left behind by a dead agent are ended only once they are this old, so that a run
    * being launched at this very moment is not mistaken for leftovers. Default 60 s.
@@ -41,6 +44,7 @@ export interface GcReport {
     readonly networks: readonly string[];
   };
   readonly aws?: AwsGcReport;
+  readonly ssh?: SshGcReport;
 }
 
 /**
@@ -106,9 +110,9 @@ export async function collectGarbage(options: GcOptions = {}): Promise<GcReport>
       networks,
     },
   };
-  if (!options.aws) return report;
-  const { collectAwsGarbage } = await import('./gc-aws.ts');
-  return { ...report, aws: await collectAwsGarbage({ ...options.aws, now, dryRun }) };
+  const aws = options.aws ? await (await import('./gc-aws.ts')).collectAwsGarbage({ ...options.aws, now, dryRun }) : undefined;
+  const ssh = options.ssh ? await (await import('./gc-ssh.ts')).collectSshGarbage({ ...options.ssh, home, now, dryRun }) : undefined;
+  return { ...report, ...(aws ? { aws } : {}), ...(ssh ? { ssh } : {}) };
 }
 
 /**
@@ -117,7 +121,11 @@ export async function collectGarbage(options: GcOptions = {}): Promise<GcReport>
  */
 async function runOver(runId: string, pids: readonly number[]): Promise<LocalEndReason | undefined> {
   const locator = pids.map((pid) => environmentOf(pid).get('LOCKSTEP_STORE')).find((l) => l !== undefined);
-  if (!locator) return undefined;
+  return locator ? runOverInStore(locator, runId) : undefined;
+}
+
+/** Whether a run is over, as the store at `locator` says; `undefined` when it is not, or when the store cannot tell. */
+export async function runOverInStore(locator: string, runId: string): Promise<LocalEndReason | undefined> {
   try {
     const store = await openStore(locator);
     try {

@@ -12,5 +12,9 @@ export async function createProvider(spec: ProviderSpec, options: { home?: strin
       const { createAwsProvider } = await import('../provider/aws/provider.ts');
       return createAwsProvider(spec);
     }
+    case 'ssh': {
+      const { createSshProvider } = await import('../provider/ssh/provider.ts');
+      return createSshProvider(spec, { home: options.home });
+    }
   }
 }

@@ -19,8 +19,12 @@ export class GroupRangeError extends Error {
   }
 }
 
-/** The ranks of every group for `n` instances. Throws `GroupRangeError` for ranks outside 0..n-1. */
-export function resolveGroups(groups: readonly GroupSpec[], n: number): ResolvedGroup[] {
+/**
+ * The ranks of every group for `n` instances. Throws `GroupRangeError` for ranks outside 0..n-1.
+ * A group of named instances (inventory hosts) takes the ranks of those among `members` (instance
+ * ids in rank order); without `members` (when the spec is checked) it has none yet.
+ */
+export function resolveGroups(groups: readonly GroupSpec[], n: number, members: readonly string[] = []): ResolvedGroup[] {
   let nextCounted = 0;
   return groups.map((group, index) => {
     const name = group.name ?? `group${index}`;
@@ -33,6 +37,9 @@ export function resolveGroups(groups: readonly GroupSpec[], n: number): Resolved
       ranks = range(from, to + 1);
     } else if (group.ranks !== undefined) {
       ranks = [...group.ranks];
+    } else if (group.hosts !== undefined) {
+      const named = new Set(group.instances ?? []);
+      ranks = members.flatMap((id, rank) => (named.has(id) ? [rank] : []));
     } else {
       const count = group.count ?? Math.round(group.fraction! * n);
       ranks = range(nextCounted, nextCounted + count);

@@ -4,6 +4,7 @@ import { isMap, isNode, isPair, isScalar, LineCounter, parse as parseYamlValue, 
 import type { z } from 'zod';
 import { GroupRangeError, resolveGroups } from './groups.ts';
 import { specSchema, type Spec } from './schema.ts';
+import { resolveSshSpec } from './ssh-spec.ts';
 import { NODE_VARIABLES, SETUP_VARIABLES, unknownPlaceholders } from './template.ts';
 import { editDistance } from '../util/edit-distance.ts';
 
@@ -114,6 +115,10 @@ export function parseSpec(text: string, options: LoadOptions & { file: string; s
     if (error instanceof GroupRangeError) fail(['groups', error.groupIndex, 'ranks'], error.message);
     throw error;
   }
+
+  const sshProblem = resolveSshSpec(spec, dirname(options.file), options.cwd);
+  if (sshProblem?.origin) throw new SpecError(shown, sshProblem.path.join('.'), sshProblem.message, undefined, undefined, sshProblem.origin);
+  if (sshProblem) fail(sshProblem.path, sshProblem.message);
 
   const paramNames = new Set([...Object.keys(spec.params), ...spec.groups.flatMap((g) => Object.keys(g.params))]);
   const runVariables = new Set<string>([...Object.keys(NODE_VARIABLES), ...[...paramNames].map((p) => `params.${p}`)]);

@@ -6,6 +6,7 @@ import { awsProvider } from './provider-aws.ts';
 import { matrixField } from './matrix.ts';
 import { analysisProblems, analysisSpec, metricsField } from './metrics.ts';
 import { RANK_RANGE } from './ranks.ts';
+import { sshProvider } from './provider-ssh.ts';
 
 const paramValue = z.union([z.string(), z.number(), z.boolean()]);
 export const paramName = z
@@ -31,11 +32,18 @@ const group = z
       .max(1)
       .optional()
       .describe('Takes the next `round(fraction × instances)` ranks after the counted groups before it'),
+    hosts: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('With `provider: { kind: ssh }`: the hosts of this inventory group (or this one host); `name` defaults to it'),
     params: params.default({}),
   })
-  .refine((g) => [g.ranks, g.count, g.fraction].filter((x) => x !== undefined).length === 1, {
-    message: 'A group needs exactly one of `ranks`, `count` or `fraction`',
-  });
+  .refine((g) => [g.ranks, g.count, g.fraction, g.hosts].filter((x) => x !== undefined).length === 1, {
+    message: 'A group needs exactly one of `ranks`, `count`, `fraction` or `hosts`',
+  })
+  // `hosts` is resolved when the spec is loaded into the instances it names (see inventory-groups.ts).
+  .transform((g) => ({ ...g, ...(g.hosts !== undefined && g.name === undefined ? { name: g.hosts } : {}) }) as typeof g & { instances?: readonly string[] });
 
 export const localProvider = z.strictObject({
   kind: z.literal('local'),
@@ -49,7 +57,7 @@ export const localProvider = z.strictObject({
 
 export const provider = z.preprocess(
   (value) => (typeof value === 'string' ? { kind: value } : value),
-  z.discriminatedUnion('kind', [localProvider, awsProvider]),
+  z.discriminatedUnion('kind', [localProvider, awsProvider, sshProvider]),
 );
 
 export const specSchema = z

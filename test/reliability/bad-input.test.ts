@@ -65,7 +65,7 @@ const cases: Case[] = [
     spec: good + 'groups:\n  - ranks: 2-5\n    params: { role: adversary }\n',
     message: /^spec\.yaml:7:5: groups\.0\.ranks: Group `group0` names rank 4, outside 0\.\.3 for 4 instances: shrink the group or raise `instances`$/,
   },
-  { input: 'a group with more than one of ranks, count, fraction', spec: good + 'groups:\n  - ranks: 0-1\n    count: 2\n', message: /^spec\.yaml:7:5: groups\.0: A group needs exactly one of `ranks`, `count` or `fraction`/ },
+  { input: 'a group with more than one of ranks, count, fraction', spec: good + 'groups:\n  - ranks: 0-1\n    count: 2\n', message: /^spec\.yaml:7:5: groups\.0: A group needs exactly one of `ranks`, `count`, `fraction` or `hosts`/ },
   { input: 'an unknown template variable', spec: good.replace('{{rank}}', '{{rnak}}'), message: /^spec\.yaml:4:1: run: Unknown template variable \{\{rnak\}\}: use one of \{\{rank\}\}, / },
   { input: 'a template parameter not in `params`', spec: good.replace('{{rank}}', '{{params.size}}'), message: /^spec\.yaml:4:1: run: Unknown template variable \{\{params\.size\}\}: add `size` to `params` or a group$/ },
   { input: 'a rank variable in `setup`', spec: good + 'setup: echo {{rank}}\n', message: /^spec\.yaml:6:1: setup: Unknown template variable \{\{rank\}\}/ },

@@ -5,12 +5,15 @@ import { jsonArg, repeatedOption } from '../shared-args.ts';
 export default defineCommand({
   meta: {
     name: 'gc',
-    description: 'End every local instance whose run is over or expired (and with --aws every lockstep EC2 instance past its expiry, in every region)',
+    description: 'End every local instance whose run is over or expired (with --aws every lockstep EC2 instance past its expiry, in every region; with --ssh what ended runs left on the hosts of an inventory)',
   },
   args: {
     aws: { type: 'boolean', description: 'Also look at AWS: terminate lockstep EC2 instances past their expiry', default: false },
     region: { type: 'string', description: 'With --aws: only these regions (repeatable or comma-separated; default: every enabled region)', valueHint: 'region' },
     profile: { type: 'string', description: 'With --aws: the AWS profile to use', valueHint: 'name' },
+    ssh: { type: 'string', description: 'Also the hosts of this Ansible YAML inventory: end agents of runs that are over or expired, and remove what ended runs left (processes, folders, network emulation and fault rules)', valueHint: 'inventory' },
+    'known-hosts': { type: 'string', description: 'With --ssh: the known-hosts file (default ~/.ssh/known_hosts)', valueHint: 'file' },
+    jump: { type: 'string', description: 'With --ssh: a bastion to go through, user@host[:port]', valueHint: 'bastion' },
     'dry-run': { type: 'boolean', description: 'Show what would be ended; end nothing', default: false },
     json: jsonArg,
   },
@@ -22,6 +25,7 @@ export default defineCommand({
     const report = await collectGarbage({
       dryRun: args['dry-run'],
       aws: args.aws ? { regions, ...(args.profile ? { profile: args.profile } : {}) } : false,
+      ssh: args.ssh ? { inventory: args.ssh, ...(args['known-hosts'] ? { knownHosts: args['known-hosts'] } : {}), ...(args.jump ? { jump: args.jump } : {}) } : false,
     });
     console.log(args.json ? JSON.stringify(report, null, 2) : formatGcReport(report));
   },
@@ -39,6 +43,15 @@ export function formatGcReport(report: GcReport): string {
     for (const i of report.aws.ended) lines.push(`aws: ${verb} ${i.id} of ${i.runId} in ${i.region ?? '?'} (expired ${i.expiresAt ?? '?'})`);
     for (const i of report.aws.withoutExpiry) lines.push(`aws: left ${i.id} of ${i.runId} in ${i.region ?? '?'} alone: it has no expiry tag`);
     lines.push(`aws: looked in ${report.aws.regions.length} region(s); ${report.aws.running} lockstep instance(s) running and not expired`);
+  }
+  if (report.ssh) {
+    for (const i of report.ssh.ended) lines.push(`ssh: ${verb} the agent of ${i.runId} on ${i.host} (${i.reason}) and removed its folder`);
+    for (const i of report.ssh.removed) {
+      const what = [i.processes > 0 ? `${i.processes} process(es)` : '', i.undone > 0 ? 'its network emulation or fault rules' : ''].filter(Boolean).join(' and ');
+      lines.push(`ssh: ${report.dryRun ? 'would remove' : 'removed'} what ${i.instanceId} of ${i.runId} left on ${i.host}: its folder${what ? `, ${what}` : ''}`);
+    }
+    for (const u of report.ssh.unreachable) lines.push(`ssh: could not look at ${u.host}: ${u.error}`);
+    lines.push(`ssh: looked at ${report.ssh.hosts} host(s); ${report.ssh.running} agent(s) of runs not over left running`);
   }
   if (lines.length === 0) lines.push('Nothing to clean up.');
   return lines.join('\n');

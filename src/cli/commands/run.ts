@@ -164,6 +164,12 @@ async function printPlan(spec: Spec, store: string | undefined, json: boolean): 
     if (described.plan.problems.length > 0) process.exitCode = EXIT.badInput;
     return;
   }
+  if (spec.provider.kind === 'ssh') {
+    const { describeSshPlan } = await import('../../provider/ssh/plan.ts');
+    const described = describeSshPlan(spec, spec.provider, store);
+    console.log(json ? JSON.stringify(described.plan, null, 2) : described.text);
+    return;
+  }
   const plan = { provider: 'local', instances: spec.instances, repeats: spec.repeats, isolation: spec.provider.isolation, store: store ?? spec.store ?? '.lockstep/store' };
   console.log(
     json

@@ -1,0 +1,158 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { posix } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { shellQuote } from '../../spec/template.ts';
+import { describeTarget, SshError, type SshConnection } from './connection.ts';
+import type { HostInstance, ScannedInstance, StartRequest, StopReport } from './host-helper.ts';
+
+/** Node.js the agent needs on a host. */
+export const MIN_NODE_MAJOR = 20;
+
+/** dist/ssh-host.mjs (the host helper), beside the built CLI or at the package root when running from source. */
+export function hostHelperSource(): string {
+  const candidates = [new URL('./ssh-host.mjs', import.meta.url), new URL('../../../dist/ssh-host.mjs', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((p) => existsSync(p) && p.endsWith('dist/ssh-host.mjs'));
+  if (!found) throw new Error(`The SSH host helper ${candidates[candidates.length - 1]} is missing: run \`npm run build\` first`);
+  return readFileSync(found, 'utf8');
+}
+
+let helperSource: string | undefined;
+
+/** Runs a command of the host helper with `node` on the host; its JSON answer, or an error with what it printed. */
+export async function runHelper<T>(connection: SshConnection, node: string, command: string, input: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
+  helperSource ??= hostHelperSource();
+  const result = await connection.exec(`${shellQuote(node)} --input-type=module - ${command} ${shellQuote(JSON.stringify(input))}`, { input: helperSource, timeoutMs: options.timeoutMs ?? 60_000 });
+  const line = result.stdout.trim().split('\n').pop() ?? '';
+  if (result.code !== 0 || !line.startsWith('{') && !line.startsWith('[')) {
+    const said = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-3).join(' ');
+    throw new Error(`${command} on ${connection.target.name} failed (exit ${result.code ?? result.signal}): ${said}`);
+  }
+  return JSON.parse(line) as T;
+}
+
+/** Watches an instance's agent until it ends (true), or until the connection drops (false). */
+export async function watchAgent(connection: SshConnection, node: string, dir: string): Promise<boolean> {
+  helperSource ??= hostHelperSource();
+  const result = await connection.exec(`${shellQuote(node)} --input-type=module - watch ${shellQuote(JSON.stringify({ dir }))}`, { input: helperSource });
+  return result.code === 0 && result.stdout.includes('ended');
+}
+
+export interface HostFacts {
+  /** The login user's home folder. */
+  readonly home: string;
+  readonly uid: number;
+  /** The address this host was reached at (`$SSH_CONNECTION`): what its peers use, unless the inventory says. */
+  readonly reachedAt?: string;
+  /** Privileged tools found, by name; null: missing. */
+  readonly tools: Readonly<Record<string, string | null>>;
+  /** Whether `sudo -n` may run each tool found (always true for root). */
+  readonly sudo: Readonly<Record<string, boolean>>;
+  /** Whether the path the folder store lives at exists there (a shared folder). */
+  readonly storeVisible?: boolean;
+}
+
+export interface ProbeOptions {
+  readonly node: string;
+  /** Tools the run needs with root's rights (tc, nft). */
+  readonly tools: readonly string[];
+  /** A path of the folder store the host must see (NFS). */
+  readonly storePath?: string;
+}
+
+/**
+ * What lockstep needs to know of a host before anything is started there: Node.js ≥ 20, who logs
+ * in, the host's address, the privileged tools and sudo, and the shared store folder. Throws an
+ * `SshError` naming the host and the fix.
+ */
+export async function probeHost(connection: SshConnection, options: ProbeOptions): Promise<HostFacts> {
+  const target = connection.target;
+  const where = `${target.name} (${describeTarget(target)})`;
+  const script = [
+    `node=${shellQuote(options.node)}`,
+    `printf 'home\\t%s\\n' "$HOME"`,
+    `printf 'uid\\t%s\\n' "$(id -u)"`,
+    `printf 'ssh\\t%s\\n' "$SSH_CONNECTION"`,
+    `v=$("$node" -e 'process.stdout.write(process.versions.node)' 2>&1); printf 'node\\t%s\\t%s\\n' "$?" "$(printf '%s' "$v" | head -n 1)"`,
+    ...options.tools.map((tool) =>
+      [
+        `p=$(command -v ${tool} 2>/dev/null || for d in /usr/sbin /sbin; do [ -x "$d/${tool}" ] && echo "$d/${tool}" && break; done)`,
+        `printf 'tool\\t${tool}\\t%s\\n' "$p"`,
+        `if [ -n "$p" ] && [ "$(id -u)" != 0 ]; then sudo -n -l "$p" >/dev/null 2>&1; printf 'sudo\\t${tool}\\t%s\\n' "$?"; fi`,
+      ].join('; '),
+    ),
+    ...(options.storePath ? [`[ -d ${shellQuote(options.storePath)} ]; printf 'store\\t%s\\n' "$?"`] : []),
+  ].join('\n');
+  const result = await connection.exec(`sh -c ${shellQuote(script)}`, { timeoutMs: 30_000 });
+  const facts = new Map<string, string[]>();
+  for (const line of result.stdout.split('\n')) {
+    const [key, ...rest] = line.split('\t');
+    if (key === 'tool' || key === 'sudo') facts.set(`${key}.${rest[0]}`, rest.slice(1));
+    else if (key) facts.set(key, rest);
+  }
+  const [nodeExit, nodeVersion] = [...(facts.get('node') ?? [])];
+  const install = `install Node.js ${MIN_NODE_MAJOR} or later there (https://nodejs.org/en/download, or the distribution's package), or point \`lockstep_node\` in the inventory (or \`provider.node\`) at one`;
+  if (nodeExit !== '0') {
+    const said = nodeExit === '127' ? `\`${options.node}\` is not on the PATH there` : `\`${options.node}\` failed (exit ${nodeExit}: ${nodeVersion})`;
+    throw new SshError(target.name, 'node', `${where}: no Node.js ≥ ${MIN_NODE_MAJOR}: ${said}: ${install}`);
+  }
+  const major = Number(/^v?(\d+)\./.exec(nodeVersion ?? '')?.[1]);
+  if (!(major >= MIN_NODE_MAJOR)) {
+    throw new SshError(target.name, 'node', `${where}: Node.js ${nodeVersion} at \`${options.node}\` is too old: the agent needs ${MIN_NODE_MAJOR} or later: ${install}`);
+  }
+  const uid = Number(facts.get('uid')?.[0]);
+  const tools: Record<string, string | null> = {};
+  const sudo: Record<string, boolean> = {};
+  for (const tool of options.tools) {
+    tools[tool] = facts.get(`tool.${tool}`)?.[0] || null;
+    sudo[tool] = uid === 0 || facts.get(`sudo.${tool}`)?.[0] === '0';
+  }
+  const home = facts.get('home')?.[0] || '';
+  if (!home.startsWith('/')) throw new SshError(target.name, 'start', `${where}: the login has no home folder (HOME=${home || 'unset'}): set \`lockstep_work_dir\` to an absolute path`);
+  return {
+    home,
+    uid,
+    reachedAt: facts.get('ssh')?.[0]?.split(' ')[2],
+    tools,
+    sudo,
+    ...(options.storePath ? { storeVisible: facts.get('store')?.[0] === '0' } : {}),
+  };
+}
+
+/** The instance's folder on the host: `<workDir>/runs/<runId>/<instanceId>`, `workDir` relative to the home folder. */
+export function instanceDir(home: string, workDir: string, runId: string, instanceId: string): string {
+  return posix.join(absoluteWorkDir(home, workDir), 'runs', runId, instanceId);
+}
+
+export function absoluteWorkDir(home: string, workDir: string): string {
+  return workDir.startsWith('/') ? workDir : posix.join(home, workDir.replace(/^~\/?/, ''));
+}
+
+/** How the agent bundle gets to the host: copied from the shared store folder, or sent over SFTP. */
+export type BundleSource = { readonly sharedPath: string } | { readonly bytes: Buffer };
+
+/** Makes the instance's folder, puts the agent there, and starts it detached. Returns its pid. */
+export async function startAgent(connection: SshConnection, node: string, request: StartRequest, bundle: BundleSource): Promise<number> {
+  const dir = request.dir;
+  const made = await connection.exec(`mkdir -p ${shellQuote(dir)} && chmod 700 ${shellQuote(dir)}`, { timeoutMs: 30_000 });
+  if (made.code !== 0) throw new Error(`cannot make ${dir}: ${made.stderr.trim()}`);
+  if ('sharedPath' in bundle) {
+    const copied = await connection.exec(`cp ${shellQuote(bundle.sharedPath)} ${shellQuote(posix.join(dir, 'agent.mjs'))}`, { timeoutMs: 60_000 });
+    if (copied.code !== 0) throw new Error(`cannot copy the agent from the shared store: ${copied.stderr.trim()}`);
+  } else {
+    await connection.put(bundle.bytes, posix.join(dir, 'agent.mjs'));
+  }
+  const { pid } = await runHelper<{ pid: number }>(connection, node, 'start', request);
+  return pid;
+}
+
+export function stopInstance(connection: SshConnection, node: string, dir: string, options: { graceMs: number; remove: boolean }): Promise<StopReport> {
+  return runHelper<StopReport>(connection, node, 'stop', { dir, graceMs: options.graceMs, remove: options.remove }, { timeoutMs: options.graceMs + 60_000 });
+}
+
+export function scanHost(connection: SshConnection, node: string, workDir: string): Promise<ScannedInstance[]> {
+  return runHelper<ScannedInstance[]>(connection, node, 'scan', { workDir });
+}
+
+export function instanceStatus(connection: SshConnection, node: string, dir: string): Promise<{ alive: boolean; instance?: HostInstance }> {
+  return runHelper(connection, node, 'status', { dir });
+}

@@ -1,0 +1,303 @@
+import { isAbsolute, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+import { layout } from '../../core/layout.ts';
+import type { RunManifest } from '../../core/manifest.ts';
+import { PRIVILEGED_PURPOSE, privilegedToolsFor } from '../../core/privileged-tools.ts';
+import { JUMP, type SshProviderSpec } from '../../spec/provider-ssh.ts';
+import { openStore } from '../../store/open.ts';
+import { getJson } from '../../store/store.ts';
+import { lockstepHome } from '../local/state.ts';
+import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
+import { LaunchError } from '../provider.ts';
+import { describeTarget, SshError, type SshTarget } from './connection.ts';
+import { defaultKnownHostsFile } from './known-hosts.ts';
+import { instanceDir, instanceStatus, probeHost, startAgent, stopInstance, watchAgent, type BundleSource, type HostFacts } from './host.ts';
+import { instanceIds, loadInventory, selectHosts, type InventoryHost } from '../../spec/inventory.ts';
+import { SshPool } from './pool.ts';
+import { readSshRunStates, removeSshRunState, writeSshRunState, type SshInstanceState, type SshRunState } from './state.ts';
+
+export interface SshProviderOptions {
+  /** Where this machine keeps what it knows of SSH runs (default `$LOCKSTEP_HOME` or `~/.lockstep`). */
+  readonly home?: string;
+  /** Relative paths of the provider spec (inventory, knownHosts) are relative to this. Default: the current folder. */
+  readonly cwd?: string;
+  /** How long an agent gets to stop by itself (and upload its command's logs) when its instance is ended. Default 10 s. */
+  readonly stopGraceMs?: number;
+}
+
+/** Hosts that cannot be used as they are: each named with what to do. Bad input: nothing was started on any host. */
+export class SshLaunchError extends LaunchError {
+  readonly exitCode = 2;
+  constructor(
+    message: string,
+    readonly problems: readonly SshError[],
+  ) {
+    super(message, []);
+  }
+}
+
+/** The bastion of `provider.jump` (`user@host:port`). */
+export function jumpTarget(jump: string): SshTarget {
+  const match = JUMP.exec(jump);
+  if (!match) throw new SshError('bastion', 'unreachable', `\`provider.jump\`: expected \`user@host\` or \`user@host:port\`, got \`${jump}\``);
+  return { name: `bastion ${jump}`, host: match[2]!, port: match[3] ? Number(match[3]) : 22, ...(match[1] ? { user: match[1] } : {}) };
+}
+
+function targetOf(host: InventoryHost): SshTarget {
+  return { name: host.name, host: host.host, port: host.port, ...(host.user ? { user: host.user } : {}), ...(host.keyFile ? { keyFile: host.keyFile } : {}) };
+}
+
+/** What the provider follows of an instance it started or was asked about. */
+interface Tracked extends SshInstanceState {
+  readonly runId: string;
+  readonly expiresAt: Date;
+  ended: boolean;
+}
+
+/**
+ * Instances as agents on existing hosts, reached over SSH (one connection per host, at most
+ * `concurrency` connecting at once). An instance is the agent started detached on its host; ending
+ * it ends the agent and whatever it started, never the host. See README "Bring your own machines".
+ */
+export function createSshProvider(spec: SshProviderSpec, options: SshProviderOptions = {}): Provider {
+  const home = options.home ?? lockstepHome();
+  const cwd = options.cwd ?? process.cwd();
+  const stopGraceMs = options.stopGraceMs ?? 10_000;
+  const hostKeys = { knownHosts: spec.knownHosts ? resolve(cwd, spec.knownHosts) : defaultKnownHostsFile(), hostKeys: spec.hostKeys };
+  const jump = spec.jump ? jumpTarget(spec.jump) : undefined;
+  let progress: ((message: string) => void) | undefined;
+  const pool = new SshPool({
+    ...hostKeys,
+    jump,
+    concurrency: spec.concurrency,
+    onRetry: (error, attempt) => progress?.(`${error.host}: ${error.reason}, trying again (${attempt})`),
+  });
+  const tracked = new Map<string, Tracked>();
+  const watchers: Promise<void>[] = [];
+  const disposed = new AbortController();
+
+  /** Follows an instance's agent until it ends, connecting again whenever the connection drops. */
+  const watch = async (instance: Tracked) => {
+    for (let failures = 0; !instance.ended && !disposed.signal.aborted; failures++) {
+      try {
+        const connection = await pool.connection(instance.target);
+        if (await watchAgent(connection, instance.node, instance.dir!)) instance.ended = true;
+        else if (connection.open) failures = 0;
+      } catch {
+        // Unreachable for now: the agent goes on by itself; try again.
+      }
+      if (!instance.ended) await delay(Math.min(10_000, 500 * 2 ** Math.min(failures, 5)), undefined, { signal: disposed.signal }).catch(() => {});
+    }
+  };
+
+  /** The instances of `runId` (or of every run this machine knows), tracked or from the state files. */
+  const instancesOf = async (runId?: string): Promise<Tracked[]> => {
+    const found = [...tracked.values()].filter((i) => runId === undefined || i.runId === runId);
+    const known = new Set(found.map((i) => `${i.runId}/${i.id}`));
+    for (const state of await readSshRunStates(home, runId)) {
+      for (const instance of state.instances) {
+        if (known.has(`${state.runId}/${instance.id}`) || !instance.dir) continue;
+        found.push({ ...instance, runId: state.runId, expiresAt: new Date(state.expiresAt), ended: false });
+      }
+    }
+    return found;
+  };
+
+  const poolFor = (state?: SshRunState) =>
+    state && (state.hostKeys.knownHosts !== hostKeys.knownHosts || state.hostKeys.hostKeys !== hostKeys.hostKeys)
+      ? new SshPool({ ...state.hostKeys, jump: state.jump, concurrency: state.concurrency })
+      : pool;
+
+  return {
+    kind: 'ssh',
+
+    async launch(request: LaunchRequest): Promise<InstanceInfo[]> {
+      progress = request.onProgress;
+      const inventoryPath = isAbsolute(spec.inventory) ? spec.inventory : resolve(cwd, spec.inventory);
+      const hosts = selectHosts(loadInventory(inventoryPath), spec.hosts);
+      if (hosts.length < request.count) {
+        throw new SshLaunchError(`The inventory ${inventoryPath} has ${hosts.length} host(s)${spec.hosts ? ` in \`${spec.hosts}\`` : ''}, fewer than the ${request.count} instances: add hosts or lower \`instances\``, []);
+      }
+      const chosen = hosts.slice(0, request.count);
+      const ids = instanceIds(chosen);
+
+      // What the hosts need: the tools the run runs as root, and the store (a shared folder, or the agent sent over SFTP).
+      const store = await openStore(request.boot.store);
+      let manifest: RunManifest | undefined;
+      let bundle: BundleSource;
+      try {
+        manifest = await getJson<RunManifest>(store, layout.manifest(request.runId));
+        if (store.locator.startsWith('file:')) {
+          bundle = { sharedPath: `${fileURLToPath(store.locator)}/${request.boot.agentKey}` };
+        } else {
+          const bytes = await store.get(request.boot.agentKey);
+          if (!bytes) throw new LaunchError(`The agent bundle ${request.boot.agentKey} is not in the store`, []);
+          bundle = { bytes: Buffer.from(bytes) };
+        }
+      } finally {
+        await store.dispose();
+      }
+      const tools = manifest ? privilegedToolsFor(manifest) : [];
+      const storePath = 'sharedPath' in bundle ? fileURLToPath(store.locator) : undefined;
+
+      const instances: Tracked[] = chosen.map((host, index) => ({
+        id: ids[index]!,
+        runId: request.runId,
+        target: targetOf(host),
+        node: host.node ?? spec.node,
+        expiresAt: request.boot.expiresAt,
+        ended: false,
+      }));
+      const state = (): SshRunState => ({
+        runId: request.runId,
+        createdAt: new Date().toISOString(),
+        expiresAt: request.boot.expiresAt.toISOString(),
+        hostKeys,
+        ...(jump ? { jump } : {}),
+        concurrency: spec.concurrency,
+        instances: instances.map(({ id, target, node, dir, address }) => ({ id, target, node, ...(dir ? { dir } : {}), ...(address ? { address } : {}) })),
+      });
+
+      // 1. Every host is reached and checked before anything is started on any.
+      const facts = new Map<string, HostFacts>();
+      let connected = 0;
+      const unusable = await pool.each(instances, async (instance) => {
+        const host = chosen[instances.indexOf(instance)]!;
+        const connection = await pool.connection(instance.target);
+        const found = await probeHost(connection, { node: instance.node, tools, ...(storePath ? { storePath } : {}) });
+        checkHost(instance.target, found, tools, storePath);
+        facts.set(instance.id, found);
+        Object.assign(instance, {
+          dir: instanceDir(found.home, host.workDir ?? spec.workDir, request.runId, instance.id),
+          address: host.address ?? found.reachedAt ?? host.host,
+        });
+        request.onProgress?.(`reached ${++connected}/${instances.length} hosts`);
+      });
+      const problems = unusable.map(({ error }) => (error instanceof SshError ? error : new SshError('?', 'start', (error as Error).message, { cause: error })));
+      const seen = new Map<string, string>();
+      for (const instance of instances) {
+        if (!instance.address) continue;
+        const other = seen.get(instance.address);
+        if (other) problems.push(new SshError(instance.target.name, 'start', `${instance.target.name} and ${other} have the same address ${instance.address}: ranks are given by address, so each instance needs its own; remove one from the inventory, or give each its \`lockstep_address\``));
+        seen.set(instance.address, instance.target.name);
+      }
+      if (problems.length > 0) {
+        await pool.close();
+        const lines = problems.map((p) => p.message);
+        throw new SshLaunchError(
+          lines.length === 1 ? `${lines[0]}; nothing was started` : `${lines.length} hosts cannot be used; nothing was started:\n  ${lines.join('\n  ')}`,
+          problems,
+        );
+      }
+
+      // 2. The agents start; if one cannot, those started are ended and their folders removed.
+      await writeSshRunState(home, state());
+      let started = 0;
+      const failedStarts = await pool.each(instances, async (instance) => {
+        const connection = await pool.connection(instance.target);
+        await startAgent(
+          connection,
+          instance.node,
+          {
+            dir: instance.dir!,
+            env: {
+              LOCKSTEP_IDENTITY: 'env',
+              LOCKSTEP_RUN_ID: request.runId,
+              LOCKSTEP_STORE: request.boot.store,
+              LOCKSTEP_INSTANCE_ID: instance.id,
+              LOCKSTEP_ADDRESS: instance.address!,
+              LOCKSTEP_EXPIRES_AT: request.boot.expiresAt.toISOString(),
+              LOCKSTEP_WORKDIR: instance.dir!,
+            },
+            instance: { runId: request.runId, instanceId: instance.id, store: request.boot.store, expiresAt: request.boot.expiresAt.toISOString() },
+          },
+          bundle,
+        );
+        request.onProgress?.(`started ${++started}/${instances.length} agents`);
+      });
+      if (failedStarts.length > 0) {
+        await pool.each(instances, async (instance) => {
+          const connection = await pool.connection(instance.target);
+          await stopInstance(connection, instance.node, instance.dir!, { graceMs: 0, remove: true });
+        });
+        await removeSshRunState(home, request.runId);
+        await pool.close();
+        const lines = failedStarts.map(({ item, error }) => `${item.target.name} (${describeTarget(item.target)}): ${(error as Error).message}`);
+        throw new LaunchError(`Could not start the agent on ${lines.length} host(s); the others were stopped:\n  ${lines.join('\n  ')}`, []);
+      }
+      for (const instance of instances) {
+        tracked.set(`${instance.runId}/${instance.id}`, instance);
+        watchers.push(watch(instance));
+      }
+      return instances.map((i) => ({ id: i.id, runId: i.runId, state: 'running', address: i.address, expiresAt: i.expiresAt }));
+    },
+
+    async list(runId?: string): Promise<InstanceInfo[]> {
+      const instances = await instancesOf(runId);
+      // Instances this provider does not follow (another process started them) are asked about.
+      const unknown = instances.filter((i) => !tracked.has(`${i.runId}/${i.id}`));
+      if (unknown.length > 0) {
+        const states = await readSshRunStates(home, runId);
+        await pool.each(unknown, async (instance) => {
+          const connection = await poolFor(states.find((s) => s.runId === instance.runId)).connection(instance.target);
+          instance.ended = !(await instanceStatus(connection, instance.node, instance.dir!)).alive;
+        });
+      }
+      return instances.map((i) => ({ id: i.id, runId: i.runId, state: i.ended ? 'ended' : 'running', address: i.address, expiresAt: i.expiresAt }));
+    },
+
+    async terminate(instanceIds: readonly string[]): Promise<void> {
+      const wanted = new Set(instanceIds);
+      const targets = (await instancesOf()).filter((i) => wanted.has(i.id));
+      const states = await readSshRunStates(home);
+      const failures = await pool.each(targets, async (instance) => {
+        const connection = await poolFor(states.find((s) => s.runId === instance.runId)).connection(instance.target);
+        await stopInstance(connection, instance.node, instance.dir!, { graceMs: stopGraceMs, remove: true });
+        instance.ended = true;
+      });
+      // A run is forgotten once every instance of it has been ended.
+      const endedNow = new Set(targets.filter((t) => t.ended).map((t) => `${t.runId}/${t.id}`));
+      for (const runId of new Set(targets.map((t) => t.runId))) {
+        const remaining = (await instancesOf(runId)).filter((i) => !i.ended && !endedNow.has(`${i.runId}/${i.id}`));
+        if (remaining.length === 0) await removeSshRunState(home, runId);
+      }
+      if (failures.length > 0) {
+        const lines = failures.map(({ item, error }) => `${item.target.name}: ${(error as Error).message}`);
+        throw new Error(
+          `Could not end the agents on ${failures.length} host(s); they end by themselves at their expiry (${targets[0]!.expiresAt.toISOString()}), and \`lockstep gc --ssh <inventory>\` removes what is left:\n  ${lines.join('\n  ')}`,
+        );
+      }
+    },
+
+    async dispose(): Promise<void> {
+      disposed.abort();
+      await pool.close();
+      await Promise.all(watchers);
+    },
+  };
+}
+
+/** Refuses a host that lacks what the run needs, saying what to do. */
+function checkHost(target: SshTarget, facts: HostFacts, tools: readonly string[], storePath: string | undefined): void {
+  const where = `${target.name} (${describeTarget(target)})`;
+  for (const tool of tools) {
+    const purpose = PRIVILEGED_PURPOSE[tool] ?? tool;
+    const path = facts.tools[tool];
+    if (!path) throw new SshError(target.name, 'sudo', `${where}: ${purpose} needs \`${tool}\`, which is not installed there: install it (${tool === 'tc' ? 'iproute2' : tool})`);
+    if (!facts.sudo[tool]) {
+      throw new SshError(
+        target.name,
+        'sudo',
+        `${where}: ${purpose} needs root for \`${path}\`, and the login (uid ${facts.uid}) has no passwordless sudo for it: allow it (a sudoers rule \`<user> ALL=(root) NOPASSWD: ${path}\`), log in as root (\`ansible_user\`), or leave ${purpose.split(' (')[0]} out of the spec`,
+      );
+    }
+  }
+  if (storePath && !facts.storeVisible) {
+    throw new SshError(
+      target.name,
+      'store',
+      `${where}: the store folder ${storePath} is not there: share it with every host at the same path (NFS), or use an S3 store (\`store: s3://bucket/prefix\`)`,
+    );
+  }
+}

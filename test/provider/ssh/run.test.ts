@@ -1,0 +1,274 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { layout, nodeFiles } from '../../../src/core/layout.ts';
+import type { NodeResult } from '../../../src/core/manifest.ts';
+import { downRun } from '../../../src/controller/down.ts';
+import { collectGarbage, type GcReport } from '../../../src/controller/gc.ts';
+import { localPathOf } from '../../../src/results/download.ts';
+import { runExperiment, type RunEvent } from '../../../src/controller/run.ts';
+import { SshLaunchError } from '../../../src/provider/ssh/provider.ts';
+import { loadSpec } from '../../../src/spec/load.ts';
+import { openStore } from '../../../src/store/open.ts';
+import { getJson } from '../../../src/store/store.ts';
+import { lockstep } from '../../helpers/cli.ts';
+import { tempDir } from '../../helpers/temp.ts';
+import { missingSshSupport, startTestHosts, type TestHost, type TestHosts } from './hosts.ts';
+
+const BIN = fileURLToPath(new URL('../../../bin/lockstep.mjs', import.meta.url));
+
+const missing = missingSshSupport();
+
+/** What the node's command saw: its identity, its params, and the interfaces of the host it ran on. */
+const PROBE = `
+import { networkInterfaces } from 'node:os';
+import { readFileSync } from 'node:fs';
+const seconds = Number(process.env.LOCKSTEP_PARAM_SLEEP ?? 0);
+if (seconds > 0) await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+const interfaces = Object.values(networkInterfaces()).flat().filter((i) => i.family === 'IPv4' && !i.internal).map((i) => i.address);
+console.log(JSON.stringify({
+  rank: Number(process.env.LOCKSTEP_RANK),
+  address: process.env.LOCKSTEP_ADDRESS,
+  role: process.env.LOCKSTEP_PARAM_ROLE,
+  interfaces,
+  hosts: readFileSync(process.env.LOCKSTEP_HOSTS_FILE, 'utf8').trim().split('\\n'),
+}));
+`;
+
+describe.skipIf(missing)('SSH provider against real sshd in network namespaces', () => {
+  let lab: TestHosts;
+  beforeAll(async () => {
+    lab = await startTestHosts(4);
+  });
+  afterAll(async () => {
+    await lab?.stop();
+  });
+
+  /** A spec folder with the probe app, an inventory of the lab and a known-hosts file. */
+  const experiment = (options: { inventory?: string; spec?: readonly string[]; repeats?: number; instances?: number } = {}) => {
+    const dir = tempDir('ssh-run');
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app', 'probe.mjs'), PROBE);
+    writeFileSync(join(dir, 'hosts.yaml'), options.inventory ?? lab.inventory());
+    writeFileSync(
+      join(dir, 'spec.yaml'),
+      [
+        'name: ssh-e2e',
+        `instances: ${options.instances ?? 4}`,
+        `repeats: ${options.repeats ?? 1}`,
+        'artifact: app',
+        'run: node probe.mjs',
+        'startDelay: 500ms',
+        'timeouts: { barrier: 60s, run: 60s, instance: 5m }',
+        `provider: { kind: ssh, inventory: hosts.yaml, knownHosts: ${lab.knownHosts} }`,
+        'store: store',
+        ...(options.spec ?? []),
+      ].join('\n') + '\n',
+    );
+    return dir;
+  };
+
+  /** Nothing of any run on any host: no process but sshd, no run folder. */
+  const expectHostsClean = () => {
+    for (const host of lab.hosts) {
+      expect(lab.processesOn(host), `processes on ${host.name}`).toEqual([]);
+      const runs = join(host.workDir, 'runs');
+      expect(existsSync(runs) ? readdirSync(runs) : [], `run folders on ${host.name}`).toEqual([]);
+    }
+  };
+
+  it('runs N=4 × 2 repeats over SSH from the command line, downloads logs and results, and leaves nothing on the hosts', async () => {
+    const inventory = lab.inventory().replace('  hosts:\n', '  children:\n    leaders:\n      hosts:\n        h3:\n        h1:\n  hosts:\n');
+    const dir = experiment({ inventory, repeats: 2, spec: ['groups:', '  - hosts: leaders', '    params: { role: leader }'] });
+    const home = join(dir, 'home');
+    const result = lockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
+    expect(result.stderr).not.toMatch(/Unexpected error/);
+    expect(result.status, result.stdout + result.stderr).toBe(0);
+    const runId = /Results: lockstep-results\/(\S+)\//.exec(result.stdout)?.[1];
+    expect(runId, result.stdout).toBeDefined();
+
+    const addresses = lab.hosts.map((h) => h.address);
+    for (const repeat of [1, 2]) {
+      for (let rank = 0; rank < 4; rank++) {
+        const downloaded = (name: string) => join(dir, 'lockstep-results', runId!, localPathOf(runId!, layout.node(runId!, repeat, rank) + name));
+        const seen = JSON.parse(readFileSync(downloaded(nodeFiles.stdout), 'utf8')) as { rank: number; address: string; role?: string; interfaces: string[]; hosts: string[] };
+        const recorded = JSON.parse(readFileSync(downloaded(nodeFiles.result), 'utf8')) as NodeResult;
+        // Ranks follow the addresses; each node ran on its own host (its namespace holds the address).
+        expect(seen).toMatchObject({ rank, address: addresses[rank], interfaces: [addresses[rank]], hosts: addresses });
+        expect(seen.role).toBe(rank === 1 || rank === 3 ? 'leader' : undefined);
+        expect(recorded).toMatchObject({ outcome: 'success', instanceId: lab.hosts[rank]!.name, address: addresses[rank] });
+        expect(recorded.groups).toEqual(rank === 1 || rank === 3 ? ['leaders'] : []);
+      }
+    }
+    expectHostsClean();
+    expect(readdirSync(join(home, 'ssh', 'runs'))).toEqual([]);
+  });
+
+  it('refuses an unreachable host and one that refuses the key, naming each with its fix, and starts nothing anywhere', async () => {
+    const inventory = lab.inventory({
+      hostVars: (host) => (host.name === 'h1' ? { ansible_port: 2 } : host.name === 'h2' ? { ansible_ssh_private_key_file: lab.strangerKeyFile } : {}),
+    });
+    const dir = experiment({ inventory });
+    const error = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshLaunchError);
+    const message = (error as SshLaunchError).message;
+    expect(message).toMatch(/^2 hosts cannot be used; nothing was started:/);
+    expect(message).toMatch(/h1 \(root@198\.18\.\d+\.11:2\): unreachable \(.*ECONNREFUSED.*\): check that the host is up and sshd listens on port 2/);
+    expect(message).toMatch(/h2 \(root@198\.18\.\d+\.12\): authentication refused \(tried key .*id_stranger\): add the public key/);
+    expect((error as SshLaunchError).exitCode).toBe(2);
+    expectHostsClean();
+
+    // From the command line: exit code 2 and the same message.
+    const cli = lockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: join(dir, 'home') } });
+    expect(cli.status).toBe(2);
+    expect(cli.stderr).toMatch(/h2 \(root@.+\): authentication refused/);
+    expectHostsClean();
+  });
+
+  it('keeps a node running when its SSH connection is killed mid-run: it finishes and uploads', async () => {
+    const dir = experiment({ instances: 2, spec: ['params: { sleep: 3 }'] });
+    let dropped = 0;
+    const events: RunEvent[] = [];
+    const outcome = await runExperiment({
+      loaded: loadSpec(join(dir, 'spec.yaml')),
+      home: join(dir, 'home'),
+      cwd: dir,
+      pollIntervalMs: 200,
+      onEvent: (event) => {
+        events.push(event);
+        const running = event.type === 'status' && event.status.instances.some((i) => i.state === 'running');
+        if (running && dropped === 0) dropped = lab.dropConnections(lab.hosts[0]!) + lab.dropConnections(lab.hosts[1]!);
+      },
+    });
+    expect(dropped).toBeGreaterThanOrEqual(2);
+    expect({ ok: outcome.ok, lost: outcome.lostInstances }).toEqual({ ok: true, lost: [] });
+    const store = await openStore(outcome.store);
+    try {
+      for (const rank of [0, 1]) {
+        const result = await getJson<NodeResult>(store, layout.node(outcome.runId, 1, rank) + nodeFiles.result);
+        expect(result).toMatchObject({ outcome: 'success' });
+      }
+    } finally {
+      await store.dispose();
+    }
+    expectHostsClean();
+  });
+
+  it('`lockstep down` mid-run stops the node on every host, with its logs uploaded', async () => {
+    const dir = experiment({ spec: ['params: { sleep: 120 }'] });
+    const home = join(dir, 'home');
+    let runId: string | undefined;
+    let downed: Promise<unknown> | undefined;
+    const outcome = await runExperiment({
+      loaded: loadSpec(join(dir, 'spec.yaml')),
+      home,
+      cwd: dir,
+      pollIntervalMs: 200,
+      onEvent: (event) => {
+        if (event.type === 'launched') runId = event.runId;
+        const running = event.type === 'status' && event.status.instances.filter((i) => i.state === 'running').length === 4;
+        // Another process's view: only the store and this machine's record of the run.
+        if (running && !downed) downed = downRun({ runId: runId!, store: join(dir, 'store'), home, graceMs: 20_000 });
+      },
+    });
+    const down = (await downed) as { ended: string[]; stoppedByThemselves: string[] };
+    expect(down.ended.sort()).toEqual(['h0', 'h1', 'h2', 'h3']);
+    expect(outcome.ok).toBe(false);
+    const store = await openStore(outcome.store);
+    try {
+      for (let rank = 0; rank < 4; rank++) {
+        const result = await getJson<NodeResult>(store, layout.node(outcome.runId, 1, rank) + nodeFiles.result);
+        expect(result?.outcome, `rank ${rank}`).toBe('aborted');
+      }
+    } finally {
+      await store.dispose();
+    }
+    expectHostsClean();
+  });
+});
+
+describe.skipIf(missing)('lockstep gc --ssh', () => {
+  let lab: TestHosts;
+  beforeAll(async () => {
+    lab = await startTestHosts(2);
+  });
+  afterAll(async () => {
+    await lab?.stop();
+  });
+
+  const qdiscs = (host: TestHost) => execFileSync('ip', ['netns', 'exec', host.namespace, 'tc', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
+
+  it('after a killed controller: removes what a dead agent left (its command, its tc rules, its folder) and ends agents past their expiry', async () => {
+    const dir = tempDir('ssh-gc');
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app', 'probe.mjs'), PROBE);
+    writeFileSync(join(dir, 'hosts.yaml'), lab.inventory());
+    writeFileSync(
+      join(dir, 'spec.yaml'),
+      [
+        'name: ssh-gc',
+        'instances: 2',
+        'artifact: app',
+        'run: node probe.mjs',
+        'params: { sleep: 300 }',
+        'network: { rate: 100mbit }',
+        'startDelay: 500ms',
+        'timeouts: { barrier: 60s, run: 10m, instance: 1h }',
+        `provider: { kind: ssh, inventory: hosts.yaml, knownHosts: ${lab.knownHosts} }`,
+        'store: store',
+      ].join('\n') + '\n',
+    );
+    const home = join(dir, 'home');
+    const controller = spawn(process.execPath, [BIN, 'run', 'spec.yaml', '--yes'], { cwd: dir, env: { ...process.env, LOCKSTEP_HOME: home }, stdio: 'ignore' });
+    const instanceFile = (host: TestHost) => {
+      const runs = join(host.workDir, 'runs');
+      const run = existsSync(runs) ? readdirSync(runs)[0] : undefined;
+      return run ? join(runs, run, host.name, 'instance.json') : undefined;
+    };
+    const cmdline = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    const commandRuns = (host: TestHost) => lab.processesOn(host).some((pid) => cmdline(pid).startsWith('node\0probe.mjs'));
+    await waitFor(() => lab.hosts.every((h) => instanceFile(h) && commandRuns(h)), 60_000, 'both commands to run');
+    expect(lab.hosts.map((h) => qdiscs(h))).toEqual([expect.stringContaining('tbf'), expect.stringContaining('tbf')]);
+    controller.kill('SIGKILL');
+    const deadAgent = JSON.parse(readFileSync(instanceFile(lab.hosts[0]!)!, 'utf8')) as { pid: number; runId: string };
+    process.kill(deadAgent.pid, 'SIGKILL');
+    await waitFor(() => !existsSync(`/proc/${deadAgent.pid}`) || readFileSync(`/proc/${deadAgent.pid}/stat`, 'utf8').includes(') Z'), 10_000, 'the agent on h0 to die');
+    expect(lab.processesOn(lab.hosts[0]!).length).toBeGreaterThan(0);
+
+    // A dry run from the command line says what it would do and does nothing.
+    const dry = lockstep(['gc', '--ssh', 'hosts.yaml', '--known-hosts', lab.knownHosts, '--dry-run', '--json'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
+    expect(dry.status, dry.stderr).toBe(0);
+    const planned = (JSON.parse(dry.stdout) as GcReport).ssh!;
+    expect(planned).toMatchObject({ hosts: 2, running: 1, ended: [], unreachable: [] });
+    expect(planned.removed).toEqual([expect.objectContaining({ host: 'h0', runId: deadAgent.runId, instanceId: 'h0' })]);
+    expect(qdiscs(lab.hosts[0]!)).toContain('tbf');
+
+    // A day later, h1's agent is past its expiry too.
+    const report = (await collectGarbage({ home, ssh: { inventory: join(dir, 'hosts.yaml'), knownHosts: lab.knownHosts }, now: new Date(Date.now() + 86_400_000) })).ssh!;
+    expect(report.removed).toEqual([{ host: 'h0', runId: deadAgent.runId, instanceId: 'h0', processes: expect.any(Number), undone: 1 }]);
+    expect(report.removed[0]!.processes).toBeGreaterThan(0);
+    expect(report.ended).toEqual([{ host: 'h1', runId: deadAgent.runId, instanceId: 'h1', reason: 'expired' }]);
+    for (const host of lab.hosts) {
+      expect(lab.processesOn(host), `processes on ${host.name}`).toEqual([]);
+      expect(qdiscs(host)).not.toContain('tbf');
+      expect(readdirSync(join(host.workDir, 'runs'))).toEqual([]);
+    }
+    expect(readdirSync(join(home, 'ssh', 'runs'))).toEqual([]);
+  });
+});
+
+async function waitFor(condition: () => boolean | undefined, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
