@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # Installs the system packages the test suite needs, when missing: iproute2 (network namespaces and
-# tc for the network-emulation tests) and Chromium (the HTML report is checked in a headless browser).
+# tc for the network-emulation tests), Chromium (the HTML report is checked in a headless browser),
+# and OpenSSH's server and client with sudo (the SSH provider is tested against real sshd, as root
+# and as a user that goes through sudo).
 set -euo pipefail
 missing=()
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
+command -v sudo >/dev/null 2>&1 || missing+=(sudo)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing ${missing[*]} (apt-get)…"
 sudo=""

@@ -13,7 +13,7 @@ import { SshLaunchError } from '../../../src/provider/ssh/provider.ts';
 import { loadSpec } from '../../../src/spec/load.ts';
 import { openStore } from '../../../src/store/open.ts';
 import { getJson } from '../../../src/store/store.ts';
-import { lockstep } from '../../helpers/cli.ts';
+import { runLockstep } from '../../helpers/cli.ts';
 import { tempDir } from '../../helpers/temp.ts';
 import { missingSshSupport, startTestHosts, type TestHost, type TestHosts } from './hosts.ts';
 
@@ -83,7 +83,7 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     const inventory = lab.inventory().replace('  hosts:\n', '  children:\n    leaders:\n      hosts:\n        h3:\n        h1:\n  hosts:\n');
     const dir = experiment({ inventory, repeats: 2, spec: ['groups:', '  - hosts: leaders', '    params: { role: leader }'] });
     const home = join(dir, 'home');
-    const result = lockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
+    const result = await runLockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
     expect(result.stderr).not.toMatch(/Unexpected error/);
     expect(result.status, result.stdout + result.stderr).toBe(0);
     const runId = /Results: lockstep-results\/(\S+)\//.exec(result.stdout)?.[1];
@@ -121,7 +121,7 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     expectHostsClean();
 
     // From the command line: exit code 2 and the same message.
-    const cli = lockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: join(dir, 'home') } });
+    const cli = await runLockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: join(dir, 'home') } });
     expect(cli.status).toBe(2);
     expect(cli.stderr).toMatch(/h2 \(root@.+\): authentication refused/);
     expectHostsClean();
@@ -244,7 +244,7 @@ describe.skipIf(missing)('lockstep gc --ssh', () => {
     expect(lab.processesOn(lab.hosts[0]!).length).toBeGreaterThan(0);
 
     // A dry run from the command line says what it would do and does nothing.
-    const dry = lockstep(['gc', '--ssh', 'hosts.yaml', '--known-hosts', lab.knownHosts, '--dry-run', '--json'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
+    const dry = await runLockstep(['gc', '--ssh', 'hosts.yaml', '--known-hosts', lab.knownHosts, '--dry-run', '--json'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
     expect(dry.status, dry.stderr).toBe(0);
     const planned = (JSON.parse(dry.stdout) as GcReport).ssh!;
     expect(planned).toMatchObject({ hosts: 2, running: 1, ended: [], unreachable: [] });
