@@ -34,8 +34,8 @@ await Promise.all([
   build({ ...common, entryPoints: ['src/results/scan-worker.ts'], outfile: 'dist/scan-worker.mjs' }),
   // The WAN relay of netns runs (network emulation in user space), started in the run's hub namespace.
   build({ ...common, entryPoints: ['src/provider/local/wan-relay.ts'], outfile: 'dist/wan-relay.mjs' }),
-  // What the SSH provider runs on a host (start, watch and stop the agent; gc), sent over SSH each time.
-  build({ ...common, entryPoints: ['src/provider/ssh/host-helper.ts'], outfile: 'dist/ssh-host.mjs', minify: true, legalComments: 'none', sourcemap: false }),
+  // What the SSH provider runs on a host beside the agent (start, watch, stop it; gc), sent each time.
+  build({ ...common, entryPoints: ['src/agent/host-control.ts'], outfile: 'dist/host-control.mjs', minify: true, legalComments: 'none', sourcemap: false }),
   build({
     ...common,
     entryPoints: ['src/agent/main.ts'],

@@ -3,24 +3,24 @@ import { posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { shellQuote } from '../../spec/template.ts';
 import { describeTarget, SshError, type SshConnection } from './connection.ts';
-import type { HostInstance, ScannedInstance, StartRequest, StopReport } from './host-helper.ts';
+import { AGENT_FILE, type HostInstance, type ScannedInstance, type StartRequest, type StopReport } from '../../core/host-control.ts';
 
 /** Node.js the agent needs on a host. */
 export const MIN_NODE_MAJOR = 20;
 
-/** dist/ssh-host.mjs (the host helper), beside the built CLI or at the package root when running from source. */
-export function hostHelperSource(): string {
-  const candidates = [new URL('./ssh-host.mjs', import.meta.url), new URL('../../../dist/ssh-host.mjs', import.meta.url)].map((u) => fileURLToPath(u));
-  const found = candidates.find((p) => existsSync(p) && p.endsWith('dist/ssh-host.mjs'));
-  if (!found) throw new Error(`The SSH host helper ${candidates[candidates.length - 1]} is missing: run \`npm run build\` first`);
+/** dist/host-control.mjs (agent/host-control.ts), beside the built CLI or at the package root when running from source. */
+export function hostControlSource(): string {
+  const candidates = [new URL('./host-control.mjs', import.meta.url), new URL('../../../dist/host-control.mjs', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((p) => existsSync(p) && p.endsWith('dist/host-control.mjs'));
+  if (!found) throw new Error(`The host-control script ${candidates[candidates.length - 1]} is missing: run \`npm run build\` first`);
   return readFileSync(found, 'utf8');
 }
 
 let helperSource: string | undefined;
 
-/** Runs a command of the host helper with `node` on the host; its JSON answer, or an error with what it printed. */
+/** Runs a command of the host-control script with `node` on the host; its JSON answer, or an error with what it printed. */
 export async function runHelper<T>(connection: SshConnection, node: string, command: string, input: unknown, options: { timeoutMs?: number } = {}): Promise<T> {
-  helperSource ??= hostHelperSource();
+  helperSource ??= hostControlSource();
   const result = await connection.exec(`${shellQuote(node)} --input-type=module - ${command} ${shellQuote(JSON.stringify(input))}`, { input: helperSource, timeoutMs: options.timeoutMs ?? 60_000 });
   const line = result.stdout.trim().split('\n').pop() ?? '';
   if (result.code !== 0 || !line.startsWith('{') && !line.startsWith('[')) {
@@ -32,7 +32,7 @@ export async function runHelper<T>(connection: SshConnection, node: string, comm
 
 /** Watches an instance's agent until it ends (true), or until the connection drops (false). */
 export async function watchAgent(connection: SshConnection, node: string, dir: string): Promise<boolean> {
-  helperSource ??= hostHelperSource();
+  helperSource ??= hostControlSource();
   const result = await connection.exec(`${shellQuote(node)} --input-type=module - watch ${shellQuote(JSON.stringify({ dir }))}`, { input: helperSource });
   return result.code === 0 && result.stdout.includes('ended');
 }
@@ -136,10 +136,10 @@ export async function startAgent(connection: SshConnection, node: string, reques
   const made = await connection.exec(`mkdir -p ${shellQuote(dir)} && chmod 700 ${shellQuote(dir)}`, { timeoutMs: 30_000 });
   if (made.code !== 0) throw new Error(`cannot make ${dir}: ${made.stderr.trim()}`);
   if ('sharedPath' in bundle) {
-    const copied = await connection.exec(`cp ${shellQuote(bundle.sharedPath)} ${shellQuote(posix.join(dir, 'agent.mjs'))}`, { timeoutMs: 60_000 });
+    const copied = await connection.exec(`cp ${shellQuote(bundle.sharedPath)} ${shellQuote(posix.join(dir, AGENT_FILE))}`, { timeoutMs: 60_000 });
     if (copied.code !== 0) throw new Error(`cannot copy the agent from the shared store: ${copied.stderr.trim()}`);
   } else {
-    await connection.put(bundle.bytes, posix.join(dir, 'agent.mjs'));
+    await connection.put(bundle.bytes, posix.join(dir, AGENT_FILE));
   }
   const { pid } = await runHelper<{ pid: number }>(connection, node, 'start', request);
   return pid;

@@ -1,4 +1,4 @@
-import { forEachLimited } from '../../results/pool.ts';
+import { forEachLimited } from '../../util/pool.ts';
 import { connect, type HostKeyPolicy, type SshConnection, type SshError, type SshTarget } from './connection.ts';
 
 export interface PoolOptions extends HostKeyPolicy {

@@ -1,49 +1,17 @@
-// What the SSH provider runs on a host, bundled into dist/ssh-host.mjs and sent as the script of
-// `node --input-type=module - <command> <json>` (nothing of it stays on the host). It starts the
-// agent detached, watches it, stops it with whatever it left, and lists what runs left behind.
+// What a provider that has a shell on a host (SSH) runs there beside the agent, bundled into
+// dist/host-control.mjs and sent as the script of `node --input-type=module - <command> <json>`
+// (nothing of it stays on the host). It starts the agent detached, watches it, stops it with
+// whatever it left (processes, privileged rules), and lists what runs left behind. The wire format
+// is core/host-control.ts.
 import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { killProcesses, processesOfInstance } from '../../agent/leftovers.ts';
-import { runUndoJournal } from '../../agent/privileged.ts';
+import { AGENT_FILE, INSTANCE_FILE, type HostInstance, type ScannedInstance, type StartRequest, type StopReport } from '../core/host-control.ts';
+import { killProcesses, processesOfInstance } from './leftovers.ts';
+import { runUndoJournal } from './privileged.ts';
 
-/** `<instance folder>/instance.json`: what the provider and `gc --ssh` know of an instance on its host. */
-export interface HostInstance {
-  readonly runId: string;
-  readonly instanceId: string;
-  readonly store: string;
-  readonly expiresAt: string;
-  readonly pid: number;
-  readonly startedAt: string;
-}
-
-export interface StartRequest {
-  readonly dir: string;
-  /** The agent's identity, as environment variables. */
-  readonly env: Readonly<Record<string, string>>;
-  readonly instance: Omit<HostInstance, 'pid' | 'startedAt'>;
-}
-
-export interface StopReport {
-  readonly wasRunning: boolean;
-  /** The agent ended within the grace period after SIGTERM (it uploaded its command's logs). */
-  readonly stoppedByItself: boolean;
-  readonly leftoversKilled: number;
-  readonly undone: number;
-  readonly removed: boolean;
-}
-
-export interface ScannedInstance extends HostInstance {
-  readonly dir: string;
-  readonly alive: boolean;
-  /** Processes of the instance still running (the agent's included). */
-  readonly processes: number;
-}
-
-export const AGENT_FILE = 'agent.mjs';
-export const INSTANCE_FILE = 'instance.json';
 const LOG_FILE = 'agent.log';
 
 /** Whether `pid` is a live agent (not a zombie, not a reused pid). */
