@@ -28,10 +28,12 @@ export interface S3ServerOptions {
   readonly bucket?: string;
   /** How long to wait for the server to accept connections. Default 20 s. */
   readonly startTimeoutMs?: number;
+  /** The address it listens on. Default 127.0.0.1; a test's network namespaces reach it at an address of their bridge. */
+  readonly address?: string;
 }
 
 export interface S3Server {
-  /** `http://127.0.0.1:<port>`. */
+  /** `http://<address>:<port>`. */
   readonly endpoint: string;
   readonly port: number;
   /** The bucket created at start. */
@@ -62,11 +64,11 @@ const require = createRequire(import.meta.url);
  * (test/global-setup.ts) sees a server left running.
  */
 const CHILD_SCRIPT = `
-const [directory, bucket] = process.argv.slice(1);
+const [directory, bucket, address] = process.argv.slice(1);
 process.title = 'lockstep-s3rver ' + directory;
 const S3rver = require(process.env.S3RVER_MODULE);
 const server = new S3rver({
-  address: '127.0.0.1',
+  address,
   port: 0,
   silent: true,
   directory,
@@ -90,8 +92,9 @@ process.stdin.resume();
 export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Server> {
   const bucket = options.bucket ?? 'lockstep-test';
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
+  const address = options.address ?? '127.0.0.1';
   const directory = await mkdtemp(join(process.env.LOCKSTEP_TEST_ROOT ?? tmpdir(), 'lockstep-s3rver-'));
-  const child = spawn(process.execPath, ['-e', CHILD_SCRIPT, directory, bucket], {
+  const child = spawn(process.execPath, ['-e', CHILD_SCRIPT, directory, bucket, address], {
     env: {
       PATH: process.env.PATH ?? '',
       NODE_OPTIONS: '--openssl-legacy-provider',
@@ -113,8 +116,8 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
 
   try {
     const port = await readPort(child, startTimeoutMs);
-    const endpoint = `http://127.0.0.1:${port}`;
-    await waitForBucket(port, bucket, startTimeoutMs);
+    const endpoint = `http://${address}:${port}`;
+    await waitForBucket(address, port, bucket, startTimeoutMs);
     return {
       endpoint,
       port,
@@ -187,13 +190,13 @@ function readPort(child: ChildProcess, timeoutMs: number): Promise<number> {
 }
 
 /** Polls until a TCP connection succeeds and the bucket answers a listing. */
-async function waitForBucket(port: number, bucket: string, timeoutMs: number): Promise<void> {
+async function waitForBucket(host: string, port: number, bucket: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no attempt';
   while (Date.now() < deadline) {
     try {
-      await tcpConnect(port);
-      const status = await httpStatus(port, `/${bucket}?list-type=2&max-keys=1`);
+      await tcpConnect(host, port);
+      const status = await httpStatus(host, port, `/${bucket}?list-type=2&max-keys=1`);
       if (status === 200) return;
       last = `listing the bucket answered HTTP ${status}`;
     } catch (error) {
@@ -201,12 +204,12 @@ async function waitForBucket(port: number, bucket: string, timeoutMs: number): P
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
-  throw new Error(`s3rver did not start: 127.0.0.1:${port} not ready within ${timeoutMs} ms (${last})`);
+  throw new Error(`s3rver did not start: ${host}:${port} not ready within ${timeoutMs} ms (${last})`);
 }
 
-function tcpConnect(port: number): Promise<void> {
+function tcpConnect(host: string, port: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect({ host, port });
     socket.setTimeout(2_000, () => socket.destroy(new Error('connect timed out')));
     socket.once('connect', () => {
       socket.end();
@@ -216,9 +219,9 @@ function tcpConnect(port: number): Promise<void> {
   });
 }
 
-function httpStatus(port: number, path: string): Promise<number> {
+function httpStatus(host: string, port: number, path: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method: 'GET', agent: false, timeout: 2_000 }, (res) => {
+    const req = request({ host, port, path, method: 'GET', agent: false, timeout: 2_000 }, (res) => {
       res.resume();
       res.once('end', () => resolve(res.statusCode ?? 0));
     });

@@ -147,7 +147,8 @@ export async function startTestHosts(count: number, options: { env?: Record<stri
           `ListenAddress ${address}:22`,
           `HostKey ${hostKey}`,
           `PidFile ${join(hostDir, 'sshd.pid')}`,
-          `AuthorizedKeysFile ${authorizedKeys}`,
+          // Root's keys are the test's; another login's are in its home folder.
+          `AuthorizedKeysFile ${authorizedKeys} %h/.ssh/authorized_keys`,
           'StrictModes no',
           'UsePAM no',
           'PasswordAuthentication no',

@@ -1,0 +1,118 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { layout, nodeFiles } from '../../../src/core/layout.ts';
+import type { NodeResult } from '../../../src/core/manifest.ts';
+import { runExperiment } from '../../../src/controller/run.ts';
+import { SshLaunchError } from '../../../src/provider/ssh/provider.ts';
+import { loadSpec } from '../../../src/spec/load.ts';
+import { openStore } from '../../../src/store/open.ts';
+import { getJson } from '../../../src/store/store.ts';
+import { startS3Server, type S3Server } from '../../helpers/s3-server.ts';
+import { tempDir } from '../../helpers/temp.ts';
+import { missingSshSupport, startTestHosts, type TestHost, type TestHosts } from './hosts.ts';
+
+const missing = missingSshSupport() ?? (existsSync('/usr/bin/sudo') ? undefined : 'needs sudo: run scripts/test-deps.sh (apt-get install sudo)');
+
+/** The credentials s3rver takes; the hosts have them in their sessions' environment, as hosts with their own access to a bucket do. */
+const S3_ENV = { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER', AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true' };
+
+describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 store', () => {
+  const tag = randomBytes(3).toString('hex');
+  const user = `lsu${tag}`;
+  const sudoers = `/etc/sudoers.d/lockstep-test-${tag}`;
+  let lab: TestHosts;
+  let s3: S3Server;
+  let base: string;
+  const workDir = (host: TestHost) => join(base, host.name);
+
+  beforeAll(async () => {
+    lab = await startTestHosts(2, { env: S3_ENV });
+    s3 = await startS3Server({ address: lab.gateway });
+    expect(s3.env).toMatchObject(S3_ENV);
+    Object.assign(process.env, s3.env);
+    // Outside the suite's temporary root, which only root may enter.
+    base = mkdtempSync(join(tmpdir(), 'lockstep-ssh-user-'));
+    chmodSync(base, 0o755);
+    // No password, but not a locked account (sshd refuses those): it logs in with the test's key.
+    execFileSync('useradd', ['--system', '--user-group', '--no-create-home', '--home-dir', join(base, 'home'), '--shell', '/bin/sh', '--password', '*', user]);
+    const uid = Number(execFileSync('id', ['-u', user], { encoding: 'utf8' }));
+    for (const dir of [join(base, 'home'), join(base, 'home', '.ssh'), ...lab.hosts.map(workDir)]) {
+      mkdirSync(dir);
+      chownSync(dir, uid, uid);
+    }
+    writeFileSync(join(base, 'home', '.ssh', 'authorized_keys'), readFileSync(`${lab.keyFile}.pub`));
+  });
+  afterAll(async () => {
+    await lab?.stop();
+    await s3?.stop();
+    rmSync(sudoers, { force: true });
+    try {
+      execFileSync('userdel', [user], { stdio: 'ignore' });
+    } catch {}
+    if (base) rmSync(base, { recursive: true, force: true });
+  });
+
+  const experiment = () => {
+    const dir = tempDir('ssh-sudo');
+    mkdirSync(join(dir, 'app'));
+    writeFileSync(join(dir, 'app', 'hello.sh'), 'echo "hello from $(id -un) at $LOCKSTEP_ADDRESS"\n');
+    writeFileSync(join(dir, 'hosts.yaml'), lab.inventory({ hostVars: (host) => ({ ansible_user: user, lockstep_work_dir: workDir(host) }) }));
+    writeFileSync(
+      join(dir, 'spec.yaml'),
+      [
+        'name: ssh-sudo',
+        'instances: 2',
+        'artifact: app',
+        'run: sh hello.sh',
+        'network: { rate: 100mbit }',
+        'startDelay: 500ms',
+        'timeouts: { barrier: 60s, run: 60s, instance: 5m }',
+        `provider: { kind: ssh, inventory: hosts.yaml, knownHosts: ${lab.knownHosts} }`,
+        `store: ${s3.locator(`sudo-${tag}/`)}`,
+      ].join('\n') + '\n',
+    );
+    return dir;
+  };
+  const nothingOnHosts = () => {
+    for (const host of lab.hosts) {
+      expect(lab.processesOn(host), `processes on ${host.name}`).toEqual([]);
+      const runs = join(workDir(host), 'runs');
+      expect(existsSync(runs) ? readdirSync(runs) : []).toEqual([]);
+      expect(execFileSync('ip', ['netns', 'exec', host.namespace, 'tc', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' })).not.toContain('tbf');
+    }
+  };
+
+  it('refuses a spec with network emulation when the login has no passwordless sudo for tc, saying why, and starts nothing', async () => {
+    const dir = experiment();
+    const error = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SshLaunchError);
+    expect((error as SshLaunchError).exitCode).toBe(2);
+    expect((error as SshLaunchError).message).toMatch(
+      new RegExp(`h0 \\(${user}@[\\d.]+\\): network emulation \\(\`network\` in the spec\\) needs root for \`/usr/sbin/tc\`, and the login \\(uid \\d+\\) has no passwordless sudo for it: allow it`),
+    );
+    nothingOnHosts();
+  });
+
+  it('runs through `sudo -n` once the login may run tc, with the store on S3 and the emulation removed after', async () => {
+    writeFileSync(sudoers, `${user} ALL=(root) NOPASSWD: /usr/sbin/tc\n`, { mode: 0o440 });
+    const dir = experiment();
+    const outcome = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
+    expect({ ok: outcome.ok, lost: outcome.lostInstances }).toEqual({ ok: true, lost: [] });
+    const store = await openStore(outcome.store);
+    try {
+      for (const rank of [0, 1]) {
+        const prefix = layout.node(outcome.runId, 1, rank);
+        const result = await getJson<NodeResult>(store, prefix + nodeFiles.result);
+        expect(result?.netem).toMatchObject({ applied: true, removed: true, interface: 'eth0', commands: [expect.stringMatching(/^tc qdisc replace dev eth0 root handle 1: tbf rate 100000000bit/)] });
+        expect(Buffer.from((await store.get(prefix + nodeFiles.stdout))!).toString()).toBe(`hello from ${user} at ${lab.hosts[rank]!.address}\n`);
+      }
+    } finally {
+      await store.dispose();
+    }
+    nothingOnHosts();
+  });
+});
