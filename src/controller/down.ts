@@ -62,10 +62,10 @@ export async function endRun(store: Store, provider: Provider, runId: string, op
       await delay(Math.min(500, Math.max(0, deadline - Date.now())));
     }
   }
-  if (live.length > 0) {
-    options.onProgress?.(`ending ${live.length} instance(s)`);
-    await provider.terminate(live);
-  }
+  if (live.length > 0) options.onProgress?.(`ending ${live.length} instance(s)`);
+  // The ended ones too: ending an ended instance is harmless, and lets the provider clear what it
+  // left (an SSH host's working folder, the local provider's record of the run).
+  if (instances.length > 0) await provider.terminate(instances.map((i) => i.id));
   return { ended: live, stoppedByThemselves: live.filter((id) => stopped.has(id)), alreadyEnded };
 }
 
