@@ -230,11 +230,7 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
     if (keys.length >= expected) {
       const members = keys.slice(0, expected).map((k) => records.get(k));
       if (members.every((m): m is ReadyRecord => m !== undefined)) {
-        const start = startRecord(members, request.startDelayMs, me, false, { expected, tuning });
-        const now = clock.now();
-        const progress: BarrierProgress = { expected, count: keys.length, watcher: me, updatedAt: now, listedAt, writeLagMs: 0, cycleMs: 0, nextListAt: now, quietUntil: now, start };
-        await Promise.all([putJson(store, context.startKey, start), putProgress(store, context.progressKey, progress)]);
-        return start;
+        return await settle(context, startRecord(members, request.startDelayMs, me, false, { expected, tuning }));
       }
     }
 
@@ -290,9 +286,7 @@ async function giveUp(context: Context): Promise<StartRecord> {
   const listed = (await store.list(context.readyPrefix)).map((o) => o.key).sort();
   if (listed.length >= expected) {
     const records = await fetchReady(store, listed.slice(0, expected), tuning.fetchConcurrency);
-    const start = startRecord([...records.values()], request.startDelayMs, context.me, false, { expected, tuning });
-    await putJson(store, context.startKey, start);
-    return start;
+    return await settle(context, startRecord([...records.values()], request.startDelayMs, context.me, false, { expected, tuning }));
   }
   const existing = await getJson<StartRecord>(store, context.startKey);
   if (existing) return existing;
@@ -316,11 +310,37 @@ async function closeOnQuorum(context: Context, keys: readonly string[]): Promise
   const deadline = Math.min(...records.map((r) => r.readyAt)) + request.timeoutMs;
   const members = records.filter((r) => r.readyAt <= deadline);
   const start = startRecord(members, request.startDelayMs, context.me, true, { expected: context.expected, tuning });
-  const final = { ...start, startAt: Math.max(start.startAt, clock.now() + request.startDelayMs) };
-  await putJson(store, context.startKey, final);
-  // Two nodes may close at the same moment with different T; everyone adopts what is stored last.
+  const proposed = { ...start, startAt: Math.max(start.startAt, clock.now() + request.startDelayMs) };
+  const settled = await settle(context, proposed);
+  // Where the store ignores conditional writes, two nodes closing at the same moment may both
+  // write: everyone adopts what is stored last.
   await clock.sleep(Math.max(tuning.minCycleMs, 250), request.signal);
-  return (await getJson<StartRecord>(store, context.startKey)) ?? final;
+  const final = (await getJson<StartRecord>(store, context.startKey)) ?? settled;
+  if (final.startAt !== settled.startAt) await putProgress(store, context.progressKey, closed(context, final));
+  return final;
+}
+
+/**
+ * Makes `proposed` the repeat's start record, unless there is one already: a start record, once
+ * written, is final, and a node that arrives later adopts it (and finds itself left out). The write
+ * is conditional where the store honours that (S3, the folder store); where it does not (s3rver),
+ * reading first leaves only a narrow race. Then the progress record carries it to the waiting nodes.
+ */
+async function settle(context: Context, proposed: StartRecord): Promise<StartRecord> {
+  const { store, startKey } = context;
+  let final = await getJson<StartRecord>(store, startKey);
+  if (!final) {
+    const written = await store.putIfAbsent(startKey, JSON.stringify(proposed, null, 2) + '\n');
+    final = written ? proposed : ((await getJson<StartRecord>(store, startKey)) ?? proposed);
+  }
+  await putProgress(store, context.progressKey, closed(context, final));
+  return final;
+}
+
+/** The progress record of a closed barrier: it carries the start record. */
+function closed(context: Context, start: StartRecord): BarrierProgress {
+  const now = context.clock.now();
+  return { expected: context.expected, count: start.members.length, watcher: context.me, updatedAt: now, listedAt: now, writeLagMs: 0, cycleMs: 0, nextListAt: now, quietUntil: now, start };
 }
 
 async function fetchReady(

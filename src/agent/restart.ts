@@ -88,6 +88,7 @@ export function keepingRecord(store: Store, key: string): Store {
       if (k === key && (await store.get(k)) !== undefined) return;
       await store.put(k, body);
     },
+    putIfAbsent: (k, body) => store.putIfAbsent(k, body),
     putFile: (k, path) => store.putFile(k, path),
     get: (k) => store.get(k),
     getFile: (k, path) => store.getFile(k, path),

@@ -22,6 +22,10 @@ export function countingStore(store: Store, counts: RequestCounts = noRequests()
       counts.put++;
       return store.put(key, body);
     },
+    putIfAbsent: (key, body) => {
+      counts.put++;
+      return store.putIfAbsent(key, body);
+    },
     putFile: (key, path) => {
       counts.put++;
       return store.putFile(key, path);

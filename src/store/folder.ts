@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { copyFile, link, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve, sep } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { pathToFileURL } from 'node:url';
@@ -31,6 +31,22 @@ export function createFolderStore(options: FolderStoreOptions): Store {
       const tmp = temporary(path);
       await writeFile(tmp, body);
       await rename(tmp, path);
+    },
+    async putIfAbsent(key, body) {
+      const path = pathOf(key);
+      await mkdir(dirname(path), { recursive: true });
+      const tmp = temporary(path);
+      await writeFile(tmp, body);
+      try {
+        // A hard link is created whole or not at all, and never replaces a file.
+        await link(tmp, path);
+        return true;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+        throw error;
+      } finally {
+        await rm(tmp, { force: true });
+      }
     },
     async putFile(key, source) {
       const path = pathOf(key);

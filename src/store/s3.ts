@@ -87,6 +87,10 @@ export function createS3Store(options: S3StoreOptions): Store {
       const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
       await putObject(s3, keyOf(key), bytes);
     },
+    async putIfAbsent(key, body) {
+      const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+      return await putObjectIfAbsent(s3, keyOf(key), bytes);
+    },
     async putFile(key, path) {
       await uploadObject(s3, keyOf(key), createReadStream(path), partSize);
     },
@@ -187,6 +191,24 @@ async function putObject(s3: S3Context, key: string, body: Uint8Array): Promise<
 }
 
 /**
+ * S3 PutObject with `If-None-Match: *`: false when the key exists (412 PreconditionFailed). A 409
+ * (another conditional write of the key under way) is tried again: then the other's object stands.
+ */
+async function putObjectIfAbsent(s3: S3Context, key: string, body: Uint8Array): Promise<boolean> {
+  try {
+    await retry(() => s3.client.send(new PutObjectCommand({ Bucket: s3.bucket, Key: key, Body: body, IfNoneMatch: '*' })), {
+      attempts: 5,
+      baseDelayMs: 100,
+      retryable: (error) => httpStatus(error) === 409,
+    });
+    return true;
+  } catch (error) {
+    if (httpStatus(error) === 412 || (error as { name?: string }).name === 'PreconditionFailed') return false;
+    throw s3Error('PutObject (If-None-Match)', s3, key, error);
+  }
+}
+
+/**
  * S3 PutObject, or CreateMultipartUpload + UploadPart + CompleteMultipartUpload when the stream is
  * larger than one part (lib-storage's `Upload`). Each request carries a buffered part, so the SDK
  * can retry it; a failed multipart upload is aborted.
@@ -268,6 +290,10 @@ function describe(error: unknown): string {
   if (!(error instanceof Error)) return String(error);
   const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
   return `${error.name}${status ? ` (HTTP ${status})` : ''}: ${error.message}`;
+}
+
+function httpStatus(error: unknown): number | undefined {
+  return (error as { $metadata?: { httpStatusCode?: number } } | undefined)?.$metadata?.httpStatusCode;
 }
 
 function isMissingKey(error: unknown): boolean {

@@ -28,6 +28,12 @@ export interface Store {
    */
   readonly readsPerSecond: number;
   put(key: string, body: Uint8Array | string): Promise<void>;
+  /**
+   * Writes the object only where the key is free: true when written, false when an object was there.
+   * Atomic on the folder store and on S3 (`If-None-Match: *`). Some S3-compatible servers (s3rver)
+   * ignore the condition and overwrite: a caller whose first record must stand also reads first.
+   */
+  putIfAbsent(key: string, body: Uint8Array | string): Promise<boolean>;
   /** Uploads a file by streaming it (multipart for large files on S3). */
   putFile(key: string, path: string): Promise<void>;
   /** The object's bytes, or `undefined` when there is no such key. */

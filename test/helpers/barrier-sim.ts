@@ -107,6 +107,13 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, random: 
       objects.set(key, { body: typeof body === 'string' ? Buffer.from(body) : body, at: clock.now() });
       listings.clear();
     },
+    async putIfAbsent(key, body) {
+      await wait(latency.putMs);
+      if (objects.has(key)) return false;
+      objects.set(key, { body: typeof body === 'string' ? Buffer.from(body) : body, at: clock.now() });
+      listings.clear();
+      return true;
+    },
     async putFile() {
       throw new Error('not in the simulation');
     },

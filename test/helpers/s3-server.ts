@@ -15,7 +15,7 @@
  * the test process that started it goes away (it watches its stdin), so a crashed test leaves
  * nothing behind.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { request } from 'node:http';
 import { createRequire } from 'node:module';
@@ -38,7 +38,7 @@ export interface S3Server {
   readonly port: number;
   /** The bucket created at start. */
   readonly bucket: string;
-  /** s3rver's data folder; an object's bytes are in `<directory>/<bucket>/<key>._S3rver_object`. */
+  /** s3rver's data folder; an object's bytes are in `<directory>/<bucket>/<key>._S3rver_object` ('' on moto). */
   readonly directory: string;
   /**
    * Dummy credentials and region for this server (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
@@ -116,34 +116,95 @@ export async function startS3Server(options: S3ServerOptions = {}): Promise<S3Se
 
   try {
     const port = await readPort(child, startTimeoutMs);
-    const endpoint = `http://${address}:${port}`;
     await waitForBucket(address, port, bucket, startTimeoutMs);
-    return {
-      endpoint,
-      port,
-      bucket,
-      directory,
-      env: {
-        AWS_ACCESS_KEY_ID: 'S3RVER',
-        AWS_SECRET_ACCESS_KEY: 'S3RVER',
-        AWS_REGION: 'us-east-1',
-        AWS_EC2_METADATA_DISABLED: 'true',
-        AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
-      },
-      locator(prefix = '', locatorOptions = {}) {
-        const query = new URLSearchParams({
-          region: 'us-east-1',
-          endpoint: locatorOptions.endpoint ?? endpoint,
-          pathStyle: 'true',
-        });
-        return `s3://${bucket}/${prefix.replace(/^\/+/, '')}?${query}`;
-      },
-      stop,
-    };
+    return serverAt(address, port, bucket, directory, stop);
   } catch (error) {
     await stop();
     throw error;
   }
+}
+
+/** Said when a test needs `moto_server` and this machine has none. */
+export const MOTO_MISSING =
+  "moto_server is not installed (the S3 tests of conditional writes use it): install it with `pip install 'moto[server]'`, or run scripts/test-deps.sh";
+
+/** The `moto_server` on this machine, if any. */
+export function motoServerPath(): string | undefined {
+  const found = spawnSync('bash', ['-c', 'command -v moto_server'], { encoding: 'utf8' });
+  return found.status === 0 ? found.stdout.trim() : undefined;
+}
+
+// The emulator goes when this process goes (its stdin closes): background jobs read /dev/null, so
+// the watcher reads the saved stdin, fd 3.
+const MOTO_WATCHDOG = 'exec 3<&0; "$0" -H 127.0.0.1 -p 0 & pid=$!; { read -r _ <&3; kill "$pid"; } 2>/dev/null & wait "$pid"';
+
+/**
+ * S3 on `moto_server` (Python moto), on a free loopback port, with one bucket. Unlike s3rver it
+ * honours conditional writes (`If-None-Match: *`), as AWS S3 does.
+ */
+export async function startMotoS3Server(options: S3ServerOptions = {}): Promise<S3Server> {
+  const binary = motoServerPath();
+  if (!binary) throw new Error(MOTO_MISSING);
+  const bucket = options.bucket ?? 'lockstep-test';
+  const startTimeoutMs = options.startTimeoutMs ?? 20_000;
+  const child = spawn('bash', ['-c', MOTO_WATCHDOG, binary], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  child.unref();
+  for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> =>
+    (stopped ??= (async () => {
+      child.stdin?.end();
+      await killAndWait(child);
+    })());
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      let said = '';
+      const timer = setTimeout(() => reject(new Error(`moto_server did not start within ${startTimeoutMs} ms: ${said}`)), startTimeoutMs);
+      const onData = (chunk: Buffer) => {
+        said = (said + chunk.toString('utf8')).slice(-4000);
+        const port = /Running on http:\/\/127\.0\.0\.1:(\d+)/.exec(said)?.[1];
+        if (!port) return;
+        clearTimeout(timer);
+        child.stdout?.resume();
+        child.stderr?.resume();
+        resolve(Number(port));
+      };
+      child.stdout?.on('data', onData);
+      child.stderr?.on('data', onData);
+      child.once('exit', (code) => reject(new Error(`moto_server exited (code ${code}): ${said}`)));
+    });
+    if ((await httpStatus('127.0.0.1', port, `/${bucket}`, 'PUT')) !== 200) throw new Error(`moto_server did not create bucket ${bucket}`);
+    return serverAt('127.0.0.1', port, bucket, '', stop);
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+function serverAt(address: string, port: number, bucket: string, directory: string, stop: () => Promise<void>): S3Server {
+  const endpoint = `http://${address}:${port}`;
+  return {
+    endpoint,
+    port,
+    bucket,
+    directory,
+    env: {
+      AWS_ACCESS_KEY_ID: 'S3RVER',
+      AWS_SECRET_ACCESS_KEY: 'S3RVER',
+      AWS_REGION: 'us-east-1',
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true',
+    },
+    locator(prefix = '', locatorOptions = {}) {
+      const query = new URLSearchParams({
+        region: 'us-east-1',
+        endpoint: locatorOptions.endpoint ?? endpoint,
+        pathStyle: 'true',
+      });
+      return `s3://${bucket}/${prefix.replace(/^\/+/, '')}?${query}`;
+    },
+    stop,
+  };
 }
 
 /** Waits for the `{"port":…}` line the child prints once it listens. */
@@ -219,9 +280,9 @@ function tcpConnect(host: string, port: number): Promise<void> {
   });
 }
 
-function httpStatus(host: string, port: number, path: string): Promise<number> {
+function httpStatus(host: string, port: number, path: string, method = 'GET'): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request({ host, port, path, method: 'GET', agent: false, timeout: 2_000 }, (res) => {
+    const req = request({ host, port, path, method, agent: false, timeout: 2_000 }, (res) => {
       res.resume();
       res.once('end', () => resolve(res.statusCode ?? 0));
     });

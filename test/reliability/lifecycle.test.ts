@@ -73,6 +73,7 @@ describe('expiry', () => {
       locator: 'hanging:',
       readsPerSecond: 4000,
       put: () => never,
+      putIfAbsent: () => never,
       putFile: () => never,
       get: () => never,
       getFile: () => never,

@@ -234,6 +234,7 @@ export function countingStore(store: Store): Store & { counts: { get: number; ge
     counts,
     fetchedKeys,
     put: (key, body) => store.put(key, body),
+    putIfAbsent: (key, body) => store.putIfAbsent(key, body),
     putFile: (key, path) => store.putFile(key, path),
     get: (key) => {
       counts.get++;

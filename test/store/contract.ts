@@ -20,6 +20,8 @@ export interface StoreUnderTest {
 export interface StoreContractOptions {
   /** Bytes of the file sent through `putFile`/`getFile`. Default 3 MiB; S3 passes more than one part (8 MiB). */
   readonly largeFileBytes?: number;
+  /** The backend keeps the first object of a `putIfAbsent` (s3rver does not: it overwrites). Default true. */
+  readonly conditionalWrites?: boolean;
 }
 
 export function storeContract(
@@ -51,6 +53,22 @@ export function storeContract(
     const text = (bytes: Uint8Array | undefined) => (bytes === undefined ? undefined : Buffer.from(bytes).toString('utf8'));
     const keysOf = (objects: readonly { key: string }[]) => objects.map((object) => object.key);
     const putAll = (keys: readonly string[]) => Promise.all(keys.map((key) => store.put(key, `body of ${key}`)));
+
+    it('putIfAbsent writes where the key is free', async () => {
+      expect(await store.putIfAbsent('once/a.json', 'first')).toBe(true);
+      expect(text(await store.get('once/a.json'))).toBe('first');
+    });
+
+    if (options.conditionalWrites !== false) {
+      it('putIfAbsent keeps the first object: a second write, or many at once, change nothing', async () => {
+        expect(await store.putIfAbsent('once/b.json', 'first')).toBe(true);
+        expect(await store.putIfAbsent('once/b.json', 'second')).toBe(false);
+        expect(text(await store.get('once/b.json'))).toBe('first');
+        const racers = await Promise.all(Array.from({ length: 8 }, (_, i) => store.putIfAbsent('once/c.json', `racer ${i}`)));
+        expect(racers.filter(Boolean)).toHaveLength(1);
+        expect(text(await store.get('once/c.json'))).toBe(`racer ${racers.indexOf(true)}`);
+      });
+    }
 
     it('has a locator', () => {
       expect(store.locator).toMatch(/^[a-z][a-z0-9+.-]*:/);
