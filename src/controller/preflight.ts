@@ -1,3 +1,5 @@
+import { UsageError } from '../core/errors.ts';
+import { localCapacity, localCapacityProblem } from '../provider/local/capacity.ts';
 import type { ProviderSpec } from '../spec/schema.ts';
 
 /** The chosen provider cannot be used from this machine as it is set up (bad input: exit 2). */
@@ -18,10 +20,17 @@ export class MissingCredentialsError extends Error {
 
 /**
  * Checks, before anything is written or launched, what the provider needs from this machine: for
- * `aws`, that the standard credential chain (or the spec's profile) yields credentials. Loads the
- * AWS SDK only for an AWS spec. It asks AWS nothing: `lockstep aws doctor` checks that they work.
+ * `local`, that `instances` agents fit (an address each, and their memory); for `aws`, that the
+ * standard credential chain (or the spec's profile) yields credentials. Loads the AWS SDK only for
+ * an AWS spec. It asks AWS nothing: `lockstep aws doctor` checks that they work.
  */
-export async function checkProviderReady(spec: ProviderSpec, options: { timeoutMs?: number } = {}): Promise<void> {
+export async function checkProviderReady(run: { readonly provider: ProviderSpec; readonly instances: number }, options: { timeoutMs?: number } = {}): Promise<void> {
+  const spec = run.provider;
+  if (spec.kind === 'local') {
+    const problem = localCapacityProblem(run.instances, localCapacity(spec.isolation));
+    if (problem) throw new UsageError(problem);
+    return;
+  }
   if (spec.kind !== 'aws') return;
   const { fromNodeProviderChain } = await import('@aws-sdk/credential-providers');
   const timeoutMs = options.timeoutMs ?? 20_000;

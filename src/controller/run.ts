@@ -90,7 +90,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
   const emit = options.onEvent ?? (() => {});
   const locator = await storeLocatorFor(options.loaded, options.store);
   // Credentials first: nothing is written to the store for a run that could not launch.
-  if (!options.provider) await checkProviderReady(spec.provider);
+  if (!options.provider) await checkProviderReady(spec);
   const store = await openReachableStore(locator, options.cwd);
   emit({ type: 'phase', phase: 'store', detail: locator });
   // Agents open the store on their own; a folder store must not depend on their working folder.

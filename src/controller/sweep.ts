@@ -72,7 +72,8 @@ export async function runSweep(options: SweepOptions): Promise<SweepOutcome> {
   const { plan } = options;
   const emit = options.onSweepEvent ?? (() => {});
   const locator = await storeLocatorFor(plan.loaded, options.store);
-  if (!options.provider) await checkProviderReady(plan.loaded.spec.provider);
+  // The largest point must fit (and the credentials work) before the first one starts.
+  if (!options.provider) await checkProviderReady({ provider: plan.loaded.spec.provider, instances: Math.max(...plan.points.map((p) => p.loaded.spec.instances)) });
   const store = await openReachableStore(locator, options.cwd);
   const runs: SweepRun[] = plan.points.map(({ point }) => ({ point: point.index, values: point.values, ok: false }));
   let interrupted = false;

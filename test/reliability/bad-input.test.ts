@@ -58,6 +58,16 @@ const cases: Case[] = [
   { input: 'wrong type: not a duration', spec: good + 'timeouts:\n  run: soon\n', message: /^spec\.yaml:7:3: timeouts\.run: Expected a duration such as `90s`, `5m`, `2h` or a number of seconds, got `"soon"`$/ },
   { input: 'wrong type: not a boolean', spec: good + 'keep: sometimes\n', message: /^spec\.yaml:6:1: keep: Expected boolean, got `"sometimes"`$/ },
   { input: '`instances` < 1', spec: good.replace('instances: 4', 'instances: 0'), message: /^spec\.yaml:2:1: instances: Expected a number greater than 0, got `0`$/ },
+  {
+    input: 'more local instances than loopback addresses',
+    spec: good.replace('instances: 4', 'instances: 100000000'),
+    message: /^100,000,000 local instances do not fit on this machine: the local provider has [\d,]+ loopback addresses; lower `instances`, or use the aws provider$/,
+  },
+  {
+    input: 'more local instances than this machine\'s memory holds',
+    spec: good.replace('instances: 4', 'instances: 100000'),
+    message: /^100,000 local instances need about [\d,]+ GiB \(\d+ MiB per agent, before the command's own\), and this machine has [\d.]+ GiB available: lower `instances` \(at most [\d,]+ here\), or use the aws provider$/,
+  },
   { input: '`repeats` < 1', spec: good + 'repeats: 0\n', message: /^spec\.yaml:6:1: repeats: Expected a number greater than 0, got `0`$/ },
   { input: '`minInstances` > `instances`', spec: good + 'minInstances: 5\n', message: /^spec\.yaml:6:1: minInstances: `minInstances` must not exceed `instances`/ },
   {
