@@ -64,41 +64,15 @@ async function scanHere(jobs: readonly ScanJob[], chunkSize: number | undefined)
 }
 
 /** How to start a worker: its built file, or (from source) its code bundled in memory. */
-type WorkerScript = { readonly file: URL } | { readonly code: string };
-
-let sourceWorker: Promise<string | undefined> | undefined;
+type WorkerScript = { readonly file: URL };
 
 /**
- * The built CLI starts `scan-worker.mjs` from beside itself. From source (tests, benchmarks) the
- * worker is bundled in memory with esbuild, a development dependency, once per process: cheaper
- * than loading TypeScript in every worker. Undefined when neither is there: scan in-process.
+ * The built CLI starts `scan-worker.mjs` from beside itself; from source (tests, benchmarks) the
+ * worker is the one `npm run build` wrote to dist/. Undefined when there is none: scan in-process.
  */
 async function workerScript(): Promise<WorkerScript | undefined> {
-  if (!import.meta.url.endsWith('.ts')) {
-    const file = new URL('./scan-worker.mjs', import.meta.url);
-    return file.protocol === 'file:' && existsSync(fileURLToPath(file)) ? { file } : undefined;
-  }
-  sourceWorker ??= bundleSourceWorker();
-  const code = await sourceWorker;
-  return code === undefined ? undefined : { code };
-}
-
-async function bundleSourceWorker(): Promise<string | undefined> {
-  try {
-    const { build } = await import('esbuild');
-    const result = await build({
-      entryPoints: [fileURLToPath(new URL('./scan-worker.ts', import.meta.url))],
-      bundle: true,
-      write: false,
-      format: 'cjs',
-      platform: 'node',
-      target: 'node20',
-      logLevel: 'silent',
-    });
-    return result.outputFiles[0]?.text;
-  } catch {
-    return undefined;
-  }
+  const built = new URL(import.meta.url.endsWith('.ts') ? '../../dist/scan-worker.mjs' : './scan-worker.mjs', import.meta.url);
+  return built.protocol === 'file:' && existsSync(fileURLToPath(built)) ? { file: built } : undefined;
 }
 
 /** A worker failed before it scanned anything (it could not load): scan in-process instead. */
@@ -126,7 +100,7 @@ function scanInWorkers(jobs: readonly ScanJob[], count: number, script: WorkerSc
       worker.postMessage(request);
     };
     for (let i = 0; i < count; i++) {
-      const worker = 'file' in script ? new Worker(script.file) : new Worker(script.code, { eval: true });
+      const worker = new Worker(script.file);
       pool.push(worker);
       let replied = false;
       worker.on('message', (reply: { id: number; states?: SamplesState[]; error?: string }) => {
