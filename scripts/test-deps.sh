@@ -3,7 +3,15 @@
 # tc for the network-emulation tests), Chromium (the HTML report is checked in a headless browser),
 # and OpenSSH's server and client with sudo (the SSH provider is tested against real sshd, as root
 # and as a user that goes through sudo).
+# moto_server (S3 with conditional writes, and the AWS control plane) comes from Python's registry.
 set -euo pipefail
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "Installing moto_server (pip install 'moto[server]')…"
+  if ! { command -v pip3 >/dev/null 2>&1 && pip3 install -q 'moto[server]'; } || ! command -v moto_server >/dev/null 2>&1; then
+    echo "moto_server is missing and could not be installed: install Python 3.9+ and run \`pip install 'moto[server]'\`, then run this again" >&2
+    exit 1
+  fi
+fi
 missing=()
 command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || missing+=(iproute2)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
