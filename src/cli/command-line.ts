@@ -115,7 +115,9 @@ export async function checkArguments(resolvedCommand: ResolvedCommand): Promise<
       throw new UsageError(`Missing ${placeholder(def)}: \`${usageLine(name, positionals)}\` (${seeHelp})`);
     }
   }
-  if (given.length > positionals.length) {
+  // A last positional whose value hint ends in `...` (`<folder...>`) takes every argument left.
+  const takesRest = positionals.at(-1)?.valueHint?.endsWith('...') === true;
+  if (!takesRest && given.length > positionals.length) {
     const extra = given[positionals.length]!;
     const takes = positionals.length === 0 ? 'takes no arguments' : `takes ${positionals.map(placeholder).join(' ')} only`;
     const asOption = closestMatch(`--${extra.replace(/^-+/, '')}`, options.map((d) => `--${d.name}`), 1);

@@ -29,5 +29,7 @@ try {
   if (stack) console.error(stack);
   process.exitCode = exitCode;
 }
+// Exiting drops what a pipe has not taken yet (a large `--json`): let stdout and stderr drain first.
+await Promise.all([process.stdout, process.stderr].map((stream) => new Promise<void>((resolve) => stream.write('', () => resolve()))));
 // Agents run on their own; nothing of the CLI's should keep it alive.
 process.exit(process.exitCode ?? EXIT.ok);

@@ -17,6 +17,7 @@ export const root = defineCommand({
     gc: () => import('./commands/gc.ts').then((m) => m.default),
     schema: () => import('./commands/schema.ts').then((m) => m.default),
     results: () => import('./commands/results.ts').then((m) => m.default),
+    import: () => import('./commands/import.ts').then((m) => m.default),
     aws: () => import('./commands/aws.ts').then((m) => m.default),
   },
 });

@@ -89,6 +89,8 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
   const allRepeatsOver = repeats.every((r) => r.state === 'done' || r.state === 'failed');
   const anyFailed = repeats.some((r) => r.state === 'failed') || instances.some((i) => i.state !== 'done' && ended);
   const state = allRepeatsOver || (ended && instances.length >= manifest.instances) ? (anyFailed || !allRepeatsOver ? 'failed' : 'done') : instances.length === 0 ? 'starting' : 'running';
+  // An imported run is over: it had no instances here, and may have no records but logs.
+  if (manifest.imported && instances.length === 0) return { manifest, instances, repeats, state: 'done' };
   return { manifest, instances, repeats, state };
 }
 

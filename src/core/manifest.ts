@@ -40,6 +40,19 @@ export interface RunManifest {
   readonly faults?: FaultTimeline;
   /** The spec text after overrides, for the record. */
   readonly specSource: string;
+  /** Set when `lockstep import` brought the run in from a folder instead of running it. */
+  readonly imported?: ImportRecord;
+}
+
+/** Where an imported run came from. */
+export interface ImportRecord {
+  /** The folder, as an absolute path on the machine that imported it. */
+  readonly from: string;
+  /** `seed`: the seed framework's `GroupSize…/Repeat<r>/logs/stdout/<i>.log`; `lockstep`: a run downloaded by `lockstep results`. */
+  readonly layout: 'seed' | 'lockstep';
+  readonly at: string;
+  /** sha256 of the folder's files (paths, sizes, contents): the same folder imports once. */
+  readonly digest: string;
 }
 
 /** `repeats/<r>/ready/<instanceId>.json`: an instance is ready for repeat r. */

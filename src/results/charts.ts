@@ -1,7 +1,9 @@
 import { formatBytes, formatMs, formatValue } from './format.ts';
 import type { RepeatFigures } from './figures.ts';
 import type { MetricReport } from './metrics.ts';
-import type { Report, RunReport, SweepReport } from './report.ts';
+import type { Report, RunReport, SweepPointReport, SweepReport } from './report.ts';
+import type { MatrixValue } from '../spec/matrix.ts';
+import { pointValue } from './sweep-axes.ts';
 import type { RepeatSummary } from './stats.ts';
 
 /** A chart of the HTML report: an ECharts option, rendered on the server to SVG. */
@@ -154,78 +156,139 @@ export function metricChart(metric: MetricReport, runId: string): ChartSpec {
   };
 }
 
+/** What a sweep chart shows of one run: a per-repeat summary over repeats, and the extreme over repeats. */
 interface Measure {
   readonly id: string;
   readonly title: string;
+  /** What the two lines are, under the title. */
+  readonly subtitle: string;
   readonly unit: string | null;
-  readonly summary: (run: RunReport) => RepeatSummary | undefined;
+  readonly mean: (run: RunReport) => RepeatSummary | undefined;
+  readonly extreme: (run: RunReport) => number | null;
+  readonly extremeName: string;
 }
 
-/** Each measure against the swept parameter: mean over repeats with its 95% CI as error bars. */
-export function sweepCharts(report: SweepReport): ChartSpec[] {
-  const swept = report.keys.find((key) => report.matrix[key]!.length > 1) ?? report.keys[0];
-  if (swept === undefined) return [];
-  const others = report.keys.filter((key) => key !== swept);
-  const xValues = report.matrix[swept]!.map(String);
-  const seriesKeys = [...new Set(report.points.map((p) => others.map((k) => `${k.replace(/^params\./, '')}=${String(p.values[k])}`).join(' ')))];
+/** ECharts' palette: a series' mean and extreme lines share its colour. */
+const PALETTE = ['#5470c6', '#91cc75', '#fac858', '#ee6666', '#73c0de', '#3ba272', '#fc8452', '#9a60b4', '#ea7ccc'];
 
-  const measures: Measure[] = [
-    { id: 'durationMedianMs', title: 'duration (median over nodes)', unit: 'ms', summary: (run) => run.figures.overRepeats.durationMedianMs },
-    { id: 'startSkewMs', title: 'start skew', unit: 'ms', summary: (run) => run.figures.overRepeats.startSkewMs },
-  ];
-  const metricNames = [...new Set(report.points.flatMap((p) => p.run?.metrics.map((m) => m.name) ?? []))];
-  for (const name of metricNames) {
-    const unit = report.points.flatMap((p) => p.run?.metrics ?? []).find((m) => m.name === name)?.unit ?? null;
+/**
+ * A sweep's charts: each measure against one param (`axes.x`, e.g. N), one line per value of the
+ * others (`axes.lines`, e.g. protocol): the mean over repeats with its 95% CI as error bars, and
+ * the extreme over repeats dashed. For a metric named in `analysis.worst` (`best`) a repeat counts
+ * by its worst (best) node, as the seed's figures do; otherwise by the mean over its nodes.
+ */
+export function sweepCharts(report: SweepReport): ChartSpec[] {
+  const axes = report.axes;
+  if (!axes) return [];
+  const runs = report.points.flatMap((p) => (p.run ? [p.run] : []));
+  const label = (key: string) => key.replace(/^params\./, '');
+  const xValues = sortedValues(report.points.map((p) => pointValue(p, axes.x)));
+  const lineOf = (point: SweepPointReport) => axes.lines.map((k) => `${label(k)}=${String(pointValue(point, k))}`).join(' ');
+  const lineKeys = [...new Set(report.points.filter((p) => p.run).map(lineOf))].sort();
+
+  const measures: Measure[] = [];
+  if (runs.some((run) => run.figures.recorded)) {
+    for (const [id, title] of [
+      ['durationMedianMs', 'duration (median over nodes)'],
+      ['startSkewMs', 'start skew'],
+    ] as const) {
+      measures.push({
+        id,
+        title,
+        subtitle: 'mean over repeats (95% CI); dashed: the largest repeat',
+        unit: 'ms',
+        mean: (run) => run.figures.overRepeats[id],
+        extreme: (run) => maxOrNull(run.figures.repeats.map((r) => r.values[id])),
+        extremeName: 'largest',
+      });
+    }
+  }
+  const analysis = runs.find((run) => run.analysis)?.analysis;
+  const metricNames = [...new Set(runs.flatMap((run) => run.metrics.map((m) => m.name)))];
+  const ordered = [...(analysis?.worst ?? []), ...(analysis?.best ?? []), ...metricNames].filter((n, i, all) => all.indexOf(n) === i && metricNames.includes(n));
+  for (const name of ordered) {
+    const metricOf = (run: RunReport) => run.metrics.find((m) => m.name === name);
+    const unit = runs.map(metricOf).find((m) => m)?.unit ?? null;
+    const kind = analysis?.worst?.includes(name) ? 'worst' : analysis?.best?.includes(name) ? 'best' : undefined;
+    const stat = kind === 'best' ? 'min' : kind === 'worst' ? 'max' : 'mean';
     measures.push({
       id: `metric-${name}`,
-      title: `${name} (mean over nodes)`,
+      title: kind ? `${name} of the ${kind} node` : `${name} (mean over nodes)`,
+      subtitle: kind
+        ? `per repeat the ${kind} node: mean over repeats (95% CI); dashed: the ${kind} repeat`
+        : 'mean over nodes, mean over repeats (95% CI); dashed: the largest value of any node',
       unit,
-      summary: (run) => run.metrics.find((m) => m.name === name)?.overRepeats.mean,
+      mean: (run) => metricOf(run)?.overRepeats[stat],
+      extreme: (run) => {
+        const values = (metricOf(run)?.repeats ?? []).map((r) => r.stats?.[kind === 'best' ? 'min' : 'max'] ?? null);
+        return kind === 'best' ? minOrNull(values) : maxOrNull(values);
+      },
+      extremeName: kind ?? 'largest',
     });
   }
 
   return measures.map((measure) => {
-    const series = seriesKeys.flatMap((seriesKey, s) => {
-      const summaries = xValues.map((x) => {
-        const point = report.points.find(
-          (p) => String(p.values[swept]) === x && others.map((k) => `${k.replace(/^params\./, '')}=${String(p.values[k])}`).join(' ') === seriesKey,
-        );
-        return point?.run ? measure.summary(point.run) : undefined;
-      });
-      const name = seriesKey || measure.title;
+    const series = lineKeys.flatMap((lineKey, s) => {
+      const runsAlong = xValues.map((x) => report.points.find((p) => p.run && pointValue(p, axes.x) === x && lineOf(p) === lineKey)?.run ?? undefined);
+      const summaries = runsAlong.map((run) => (run ? measure.mean(run) : undefined));
+      const name = lineKey || measure.title;
+      const color = PALETTE[s % PALETTE.length]!;
       return [
-        { name, type: 'line', symbolSize: 8, data: summaries.map((m) => m?.mean ?? null) },
+        { name: `${name} · mean`, type: 'line', symbolSize: 8, itemStyle: { color }, lineStyle: { color }, data: summaries.map((m) => m?.mean ?? null) },
         {
-          name,
+          name: `${name} · mean`,
           type: 'custom',
           renderItem: errorBar,
-          itemStyle: { borderWidth: 1.5 },
+          itemStyle: { color, borderWidth: 1.5 },
           encode: { x: 0, y: [1, 2] },
           data: summaries.flatMap((m, i) => (m?.ci95 ? [[i, m.ci95[0], m.ci95[1]]] : [])),
           z: 10 + s,
         },
+        {
+          name: `${name} · ${measure.extremeName}`,
+          type: 'line',
+          symbol: 'triangle',
+          symbolSize: 10,
+          z: 20 + s,
+          itemStyle: { color },
+          lineStyle: { color, type: 'dashed' },
+          data: runsAlong.map((run) => (run ? measure.extreme(run) : null)),
+        },
       ];
     });
+    const axisFormat = (v: number) => formatValue(v, measure.unit === 'ms' ? 'ms' : measure.unit === 'bytes' ? 'bytes' : null);
     return {
       id: `sweep-${report.sweepId}-${measure.id}`,
-      title: `${measure.title} against ${swept}`,
+      title: `${measure.title} against ${label(axes.x)}`,
       width: WIDTH,
-      height: 380,
+      height: 420,
       option: {
         ...BASE,
-        legend: { ...LEGEND, data: seriesKeys.map((k) => k || measure.title) },
-        grid: GRID,
-        xAxis: { type: 'category', name: swept, nameLocation: 'middle', nameGap: 30, data: xValues },
-        yAxis: {
-          type: 'value',
-          name: measure.unit ?? '',
-          scale: true,
-          axisLabel: { formatter: (v: number) => formatValue(v, measure.unit === 'ms' ? 'ms' : null) },
-        },
+        title: { text: measure.subtitle, left: 'center', bottom: 0, textStyle: { fontSize: 12, fontWeight: 'normal', color: '#5c6670' } },
+        legend: { ...LEGEND, data: series.filter((x) => x.type === 'line').map((x) => x.name) },
+        grid: { ...GRID, top: 40 + 22 * Math.ceil(lineKeys.length * 2 / 3), bottom: 70 },
+        xAxis: { type: 'category', name: label(axes.x), nameLocation: 'middle', nameGap: 30, data: xValues.map(String) },
+        // Durations carry their unit in each label.
+        yAxis: { type: 'value', name: measure.unit === 'ms' ? '' : (measure.unit ?? ''), scale: true, axisLabel: { formatter: axisFormat } },
         series,
       },
     };
   });
+}
+
+function sortedValues(values: ReadonlyArray<MatrixValue | undefined>): MatrixValue[] {
+  const present = [...new Set(values.filter((v): v is MatrixValue => v !== undefined))];
+  return present.sort((a, b) => (typeof a === 'number' && typeof b === 'number' ? a - b : String(a).localeCompare(String(b))));
+}
+
+function maxOrNull(values: ReadonlyArray<number | null>): number | null {
+  const present = values.filter((v): v is number => v !== null);
+  return present.length > 0 ? Math.max(...present) : null;
+}
+
+function minOrNull(values: ReadonlyArray<number | null>): number | null {
+  const present = values.filter((v): v is number => v !== null);
+  return present.length > 0 ? Math.min(...present) : null;
 }
 
 /** Ticks at a round number of B, KiB, MiB or GiB (at most about six up to `max`), ending on a tick. */

@@ -76,6 +76,15 @@ export function localPathOf(runId: string, key: string): string {
   return rest;
 }
 
+/** The inverse of `localPathOf`: the key (relative to `runs/<runId>/`) of a file of a downloaded run. */
+export function runKeyOf(localPath: string): string {
+  const node = /^repeat-(\d+)\/rank-(\d+)\/(.+)$/.exec(localPath);
+  if (node) return `repeats/${node[1]}/nodes/${node[2]}/${node[3]}`;
+  const repeat = /^repeat-(\d+)\/(.+)$/.exec(localPath);
+  if (repeat) return `repeats/${repeat[1]}/${repeat[2]}`;
+  return localPath;
+}
+
 /**
  * Downloads every object of the given runs into `<outDir>/<runId>/`, at most `concurrency` at a
  * time, skipping objects already fetched and unchanged (same size, and same etag or last-modified

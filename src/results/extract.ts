@@ -15,69 +15,126 @@ const DIGIT = /\d/;
 const FIRST_NUMBER = /[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?/;
 
 /** Scans one file for some probes (one pass) and returns each probe's samples, in the given order. */
-export async function scanNodeFile(path: string, probes: readonly Probe[], chunkSize?: number): Promise<NodeSamples[]> {
+export async function scanNodeFile(path: string, probes: readonly Probe[], options: { chunkSize?: number; size?: number } = {}): Promise<NodeSamples[]> {
   const samples = probes.map((probe) => new NodeSamples(probe.kind === 'metric' ? (probe.metric.perNode ?? 'all') : 'sum'));
   await scanLines(
     path,
     probes.map((probe, i) => matcherFor(probe, samples[i]!)),
-    { chunkSize },
+    options,
   );
   return samples;
 }
 
-/** The scanner side of one probe: its needle and what to do with a candidate line. */
+/** The scanner side of one probe, for one file: its needle and what to do with a candidate line. */
 export function matcherFor(probe: Probe, samples: NodeSamples): LineMatcher {
+  return compiled(probe)(samples);
+}
+
+type MatcherFactory = (samples: NodeSamples) => LineMatcher;
+
+// A probe's regular expressions and needles are worked out once, not once per file.
+const byObject = new WeakMap<Probe, MatcherFactory>();
+const byText = new Map<string, MatcherFactory>();
+
+function compiled(probe: Probe): MatcherFactory {
+  let factory = byObject.get(probe);
+  if (factory) return factory;
+  const key = JSON.stringify(probe);
+  factory = byText.get(key);
+  if (!factory) {
+    factory = compile(probe);
+    if (byText.size > 1000) byText.clear();
+    byText.set(key, factory);
+  }
+  byObject.set(probe, factory);
+  return factory;
+}
+
+function compile(probe: Probe): MatcherFactory {
   if (probe.kind === 'match') {
     const regex = new RegExp(probe.regex);
-    return {
-      ...needleOf(probe.regex),
+    const { needle, fromNeedle } = needleOf(probe.regex);
+    return (samples) => ({
+      needle,
+      fromNeedle,
       onLine(line) {
         if (regex.test(line)) samples.add(1);
       },
-    };
+    });
   }
   const metric = probe.metric;
   if (metric.json) {
     const name = metric.name;
-    return {
-      needle: Buffer.from(JSON.stringify(name)),
+    const needle = Buffer.from(JSON.stringify(name));
+    return (samples) => ({
+      needle,
       onLine(line) {
         const value = jsonLineValue(line, name);
         if (value !== undefined) samples.add(value);
       },
-    };
+    });
   }
   if (metric.after !== undefined) {
-    const label = new RegExp(metric.after);
-    const pick = metric.number === undefined ? undefined : valueRegex(metric.number);
-    return {
+    const after: AfterRule = {
+      label: new RegExp(metric.after),
+      pick: metric.number === undefined ? undefined : valueRegex(metric.number),
       ...needleOf(metric.after),
       follow: metric.skip ?? 1,
-      onLine(line) {
-        if (!label.test(line)) return false;
-        samples.matched++;
-        return true;
-      },
-      onFollowing(line) {
-        if (pick) addCapture(pick, line, samples);
-        else {
-          const found = FIRST_NUMBER.exec(line);
-          if (found) samples.add(Number(found[0]));
-        }
-      },
     };
+    return (samples) => new AfterMatcher(after, samples);
   }
   const pick = valueRegex(metric.regex!);
-  return {
-    ...needleOf(metric.regex!),
+  const { needle, fromNeedle } = needleOf(metric.regex!);
+  return (samples) => ({
+    needle,
+    fromNeedle,
     onLine(line) {
       if (addCapture(pick, line, samples) !== 'no-match') samples.matched++;
     },
-  };
+  });
+}
+
+interface AfterRule {
+  readonly label: RegExp;
+  readonly pick: { regex: RegExp; group: number | 'value' } | undefined;
+  readonly needle: Uint8Array | undefined;
+  readonly fromNeedle: boolean | undefined;
+  readonly follow: number;
+}
+
+/** `after`: a label line, then the number on the line `follow` lines further (thousands of files: a class, not closures). */
+class AfterMatcher implements LineMatcher {
+  readonly needle: Uint8Array | undefined;
+  readonly fromNeedle: boolean | undefined;
+  readonly follow: number;
+
+  constructor(
+    private readonly rule: AfterRule,
+    private readonly samples: NodeSamples,
+  ) {
+    this.needle = rule.needle;
+    this.fromNeedle = rule.fromNeedle;
+    this.follow = rule.follow;
+  }
+
+  onLine(line: string): boolean {
+    if (!this.rule.label.test(line)) return false;
+    this.samples.matched++;
+    return true;
+  }
+
+  onFollowing(line: string): void {
+    if (this.rule.pick) {
+      addCapture(this.rule.pick, line, this.samples);
+      return;
+    }
+    const found = FIRST_NUMBER.exec(line);
+    if (found) this.samples.add(Number(found[0]));
+  }
 }
 
 /** The bytes a line must hold to match `source`, and whether the match starts with them. */
-function needleOf(source: string): Pick<LineMatcher, 'needle' | 'fromNeedle'> {
+function needleOf(source: string): { needle: Uint8Array | undefined; fromNeedle: boolean } {
   const literal = requiredLiteral(source);
   const prefix = literalPrefix(source);
   // A prefix needle lets the scanner decode from the match on; it must not be much weaker a filter.
@@ -177,12 +234,14 @@ export interface SamplesState {
   readonly matched: number;
 }
 
+const EMPTY = new Float64Array(0);
+
 /** The samples of one metric on one node: all of them, or a running reduction. */
 export class NodeSamples {
   count = 0;
   /** Lines that matched (a regex, or an `after` label), whether or not they gave a number. */
   matched = 0;
-  private values: Float64Array = new Float64Array(16);
+  private values: Float64Array = EMPTY;
   private first = Number.NaN;
   private last = Number.NaN;
   private min = Number.POSITIVE_INFINITY;
@@ -200,7 +259,7 @@ export class NodeSamples {
   static fromState(state: SamplesState): NodeSamples {
     const samples = new NodeSamples(state.perNode);
     samples.count = state.count;
-    samples.values = state.values.length > 0 ? state.values : new Float64Array(16);
+    samples.values = state.values.length > 0 ? state.values : EMPTY;
     samples.first = state.first;
     samples.last = state.last;
     samples.min = state.min;
@@ -213,7 +272,7 @@ export class NodeSamples {
   add(value: number): void {
     if (this.perNode === 'all') {
       if (this.count === this.values.length) {
-        const grown = new Float64Array(this.values.length * 2);
+        const grown = new Float64Array(Math.max(16, this.values.length * 2));
         grown.set(this.values);
         this.values = grown;
       }

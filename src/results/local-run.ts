@@ -55,7 +55,9 @@ async function loadRepeat(dir: string, repeat: number): Promise<LocalRepeat> {
     const match = /^rank-(\d+)$/.exec(entry.name);
     if (!entry.isDirectory() || !match) continue;
     const nodeDir = join(dir, entry.name);
-    nodes.push({ rank: Number(match[1]), dir: nodeDir, result: await readJson<NodeResult>(join(nodeDir, nodeFiles.result)) });
+    // Checked first: logs without records (an import) have none, and a failed read costs more.
+    const resultPath = join(nodeDir, nodeFiles.result);
+    nodes.push({ rank: Number(match[1]), dir: nodeDir, result: existsSync(resultPath) ? await readJson<NodeResult>(resultPath) : undefined });
   }
   nodes.sort((a, b) => a.rank - b.rank);
 

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { nodeFiles } from '../core/layout.ts';
@@ -128,6 +128,7 @@ interface ExcludeRule {
 
 interface FileJob {
   readonly path: string;
+  readonly size: number;
   readonly repeatIndex: number;
   readonly rank: number;
   readonly probes: Probe[];
@@ -149,31 +150,35 @@ export async function extractMetrics(run: LocalRun, input: AnalysisInput, option
   ];
   checkGroups(run, rules);
 
-  // One job per node file: every probe (metric or `match` rule) reading that file.
+  // One job per node file: every probe (metric or `match` rule) reading that file. The probes are
+  // made once, so that each is compiled once.
+  const metricProbes = metrics.map((metric): Probe => ({ kind: 'metric', metric }));
+  const ruleProbes = rules.map((rule): Probe | undefined => (rule.spec.match !== undefined ? { kind: 'match', regex: rule.spec.match } : undefined));
   const jobs: FileJob[] = [];
   const filesFound = metrics.map(() => 0);
   run.repeats.forEach((repeat, repeatIndex) => {
     for (const node of repeat.nodes) {
-      const byFile = new Map<string, FileJob>();
+      const byFile = new Map<string, FileJob | null>();
       const add = (file: string, probe: Probe, owner: ProbeOwner) => {
         let job = byFile.get(file);
-        if (!job) {
+        if (job === undefined) {
           const path = nodeFilePath(node.dir, file);
-          if (!existsSync(path)) return false;
-          job = { path, repeatIndex, rank: node.rank, probes: [], owners: [] };
+          const size = statSync(path, { throwIfNoEntry: false })?.size;
+          job = size === undefined ? null : { path, size, repeatIndex, rank: node.rank, probes: [], owners: [] };
           byFile.set(file, job);
-          jobs.push(job);
+          if (job) jobs.push(job);
         }
+        if (!job) return false;
         job.probes.push(probe);
         job.owners.push(owner);
         return true;
       };
       metrics.forEach((metric, index) => {
-        if (metric.expr === undefined && add(metricFile(metric), { kind: 'metric', metric }, { metric: index })) filesFound[index]!++;
+        if (metric.expr === undefined && add(metricFile(metric), metricProbes[index]!, { metric: index })) filesFound[index]!++;
       });
-      for (const rule of rules) {
-        if (rule.spec.match !== undefined) add(metricFile(rule.spec), { kind: 'match', regex: rule.spec.match }, { rule });
-      }
+      rules.forEach((rule, index) => {
+        if (ruleProbes[index]) add(metricFile(rule.spec), ruleProbes[index]!, { rule });
+      });
     }
   });
 
@@ -190,18 +195,17 @@ export async function extractMetrics(run: LocalRun, input: AnalysisInput, option
     });
   });
 
-  const excluded = (metric: number, repeat: LocalRepeat, repeatIndex: number, node: LocalNode): boolean =>
-    rules.some(
-      (rule) => (rule.metric === undefined || rule.metric === metric) && excludes(rule, run, repeat, node, matchedBy.get(rule)!.has(`${repeatIndex}:${node.rank}`)),
-    );
-
   // Node values, per repeat: metric index → rank → value (left-out nodes have none).
   const values = run.repeats.map(() => metrics.map(() => new Map<number, number>()));
   const excludedRanks = metrics.map(() => run.repeats.map(() => [] as number[]));
+  const everyMetric = rules.filter((rule) => rule.metric === undefined);
   run.repeats.forEach((repeat, r) => {
+    const n = repeat.start?.members.length ?? Math.max(run.manifest.instances, ...repeat.nodes.map((x) => x.rank + 1));
+    const out = (rule: ExcludeRule, node: LocalNode) => excludes(rule, run, node, n, matchedBy.get(rule)!.has(`${r}:${node.rank}`));
     for (const node of repeat.nodes) {
+      const leftOut = everyMetric.some((rule) => out(rule, node));
       metrics.forEach((metric, m) => {
-        if (excluded(m, repeat, r, node)) {
+        if (leftOut || rules.some((rule) => rule.metric === m && out(rule, node))) {
           excludedRanks[m]![r]!.push(node.rank);
           samples[m]![r]!.delete(node.rank);
           return;
@@ -266,9 +270,9 @@ function checkGroups(run: LocalRun, rules: readonly ExcludeRule[]): void {
   }
 }
 
-function excludes(rule: ExcludeRule, run: LocalRun, repeat: LocalRepeat, node: LocalNode, matched: boolean): boolean {
+/** Whether a rule leaves a node out, among `n` ranks (`matched`: its `match` found a line in the node's file). */
+function excludes(rule: ExcludeRule, run: LocalRun, node: LocalNode, n: number, matched: boolean): boolean {
   if (matched) return true;
-  const n = repeat.start?.members.length ?? Math.max(run.manifest.instances, ...repeat.nodes.map((x) => x.rank + 1));
   if (rule.spec.ranks !== undefined && hasRank(rule.spec.ranks, n, node.rank)) return true;
   if (rule.spec.groups !== undefined) return groupsOf(run, node, n).some((g) => rule.spec.groups!.includes(g));
   return false;

@@ -1,13 +1,15 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import type { RunManifest } from '../core/manifest.ts';
 import type { ParamValue } from '../spec/schema.ts';
 import { computeFigures, type RunFigures } from './figures.ts';
 import { loadLocalRun, type LocalRun } from './local-run.ts';
 import { pointLabel } from './matrix.ts';
 import { analysisOfManifest, extractMetrics, type ExtractOptions, type ExtremeReport, type MetricReport } from './metrics.ts';
 import type { Matrix, MatrixValue } from '../spec/matrix.ts';
-import type { Analysis } from '../spec/metrics.ts';
+import type { Analysis, AnalysisSpec } from '../spec/metrics.ts';
 import type { SweepRecord } from './sweep-layout.ts';
+import { sweepAxes, type SweepAxes } from './sweep-axes.ts';
 
 /** Everything `lockstep results` knows about one run: the JSON output is this object. */
 export interface RunReport {
@@ -25,6 +27,10 @@ export interface RunReport {
   readonly metrics: readonly MetricReport[];
   /** `analysis.worst` / `analysis.best`: the worst (best) node per repeat and over repeats. */
   readonly extremes: readonly ExtremeReport[];
+  /** The spec's `analysis` the metrics were read with (null: none). */
+  readonly analysis: AnalysisSpec | null;
+  /** Where the run came from when `lockstep import` brought it in. */
+  readonly imported: RunManifest['imported'] | null;
 }
 
 /** A sweep: one run report per point, with the point's matrix values. */
@@ -36,6 +42,8 @@ export interface SweepReport {
   readonly matrix: Matrix;
   /** Matrix keys, in the matrix's order. */
   readonly keys: readonly string[];
+  /** What the charts put along x and what makes one line each (`analysis.sweep`, or chosen from the keys). */
+  readonly axes: SweepAxes | null;
   readonly points: readonly SweepPointReport[];
 }
 
@@ -63,7 +71,8 @@ export async function analyseRun(dir: string, options: AnalyseOptions = {}): Pro
 
 export async function reportOf(run: LocalRun, options: AnalyseOptions = {}): Promise<RunReport> {
   const { manifest } = run;
-  const { metrics, extremes } = await extractMetrics(run, options.analysis ?? analysisOfManifest(manifest), options);
+  const analysis = options.analysis ?? analysisOfManifest(manifest);
+  const { metrics, extremes } = await extractMetrics(run, analysis, options);
   return {
     kind: 'run',
     runId: manifest.runId,
@@ -76,6 +85,8 @@ export async function reportOf(run: LocalRun, options: AnalyseOptions = {}): Pro
     figures: computeFigures(run),
     metrics,
     extremes,
+    analysis: analysis.analysis ?? null,
+    imported: manifest.imported ?? null,
   };
 }
 
@@ -91,13 +102,16 @@ export async function analyseSweep(
     const run = dir && existsSync(join(dir, 'manifest.json')) ? await analyseRun(dir, options) : null;
     points.push({ index: point.index, values: point.values, label: pointLabel(point.values), runId: point.runId ?? null, run });
   }
+  const keys = Object.keys(record.matrix);
+  const requested = options.analysis ? options.analysis.analysis?.sweep : points.find((p) => p.run?.analysis?.sweep)?.run?.analysis?.sweep;
   return {
     kind: 'sweep',
     sweepId: record.sweepId,
     name: record.name,
     createdAt: record.createdAt,
     matrix: record.matrix,
-    keys: Object.keys(record.matrix),
+    keys,
+    axes: sweepAxes(keys, points, requested, record.sweepId),
     points,
   };
 }

@@ -10,6 +10,8 @@ import type { ScanRequest } from './scan-worker.ts';
 export interface ScanJob {
   readonly path: string;
   readonly probes: readonly Probe[];
+  /** The file's size, when known. */
+  readonly size?: number;
 }
 
 export interface ScanPoolOptions {
@@ -44,7 +46,7 @@ async function defaultWorkers(jobs: readonly ScanJob[]): Promise<number> {
   if (spare < 2 || jobs.length < 2) return 0;
   let bytes = 0;
   for (const job of jobs) {
-    bytes += (await stat(job.path).catch(() => undefined))?.size ?? 0;
+    bytes += job.size ?? (await stat(job.path).catch(() => undefined))?.size ?? 0;
     if (bytes >= WORKER_THRESHOLD) return spare;
   }
   return 0;
@@ -56,7 +58,7 @@ async function scanHere(jobs: readonly ScanJob[], chunkSize: number | undefined)
     jobs.map((job, index) => ({ job, index })),
     2,
     async ({ job, index }) => {
-      results[index] = await scanNodeFile(job.path, job.probes, chunkSize);
+      results[index] = await scanNodeFile(job.path, job.probes, { chunkSize, size: job.size });
     },
   );
   if (failures.length > 0) throw failures[0]!.error;
@@ -96,7 +98,7 @@ function scanInWorkers(jobs: readonly ScanJob[], count: number, script: WorkerSc
     const feed = (worker: Worker) => {
       if (next >= jobs.length) return;
       const id = next++;
-      const request: ScanRequest = { id, path: jobs[id]!.path, probes: jobs[id]!.probes, chunkSize };
+      const request: ScanRequest = { id, path: jobs[id]!.path, probes: jobs[id]!.probes, chunkSize, size: jobs[id]!.size };
       worker.postMessage(request);
     };
     for (let i = 0; i < count; i++) {

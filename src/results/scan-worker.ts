@@ -11,11 +11,12 @@ export interface ScanRequest {
   readonly path: string;
   readonly probes: readonly Probe[];
   readonly chunkSize?: number;
+  readonly size?: number;
 }
 
 parentPort?.on('message', async (request: ScanRequest) => {
   try {
-    const samples = await scanNodeFile(request.path, request.probes, request.chunkSize);
+    const samples = await scanNodeFile(request.path, request.probes, { chunkSize: request.chunkSize, size: request.size });
     const states = samples.map((s) => s.state());
     parentPort!.postMessage({ id: request.id, states }, states.map((s) => s.values.buffer as ArrayBuffer));
   } catch (error) {

@@ -193,8 +193,17 @@ export function intervalNotes(entries: ReadonlyArray<{ readonly label: string; r
 /** A row per point: its matrix values, then each headline figure and metric mean as mean [95% CI] over repeats. */
 export function sweepTable(report: SweepReport): Table {
   const metricNames = [...new Set(report.points.flatMap((p) => p.run?.metrics.map((m) => m.name) ?? []))];
-  const figures = REPEAT_FIGURES.filter((f) => ['failed', 'startSkewMs', 'durationMedianMs', 'durationMaxMs'].includes(f.key));
-  const columns = [...report.keys, 'run', 'repeats', ...figures.map((f) => f.label), ...metricNames.map((m) => `${m} (mean)`)];
+  const extremes = [...new Map(report.points.flatMap((p) => p.run?.extremes ?? []).map((e) => [`${e.kind} ${e.metric}`, e])).values()];
+  const recorded = report.points.some((p) => p.run?.figures.recorded);
+  const figures = recorded ? REPEAT_FIGURES.filter((f) => ['failed', 'startSkewMs', 'durationMedianMs', 'durationMaxMs'].includes(f.key)) : [];
+  const columns = [
+    ...report.keys,
+    'run',
+    'repeats',
+    ...figures.map((f) => f.label),
+    ...metricNames.map((m) => `${m} (mean)`),
+    ...extremes.map((e) => `${e.metric} (${e.kind})`),
+  ];
   const omitted: Array<{ readonly label: string; readonly summary: RepeatSummary }> = [];
   const rows: Cell[][] = report.points.map((point) => {
     const run = point.run;
@@ -220,6 +229,13 @@ export function sweepTable(report: SweepReport): Table {
         const metric = run.metrics.find((m) => m.name === name);
         if (!metric) return { text: '–' };
         return cell(metric.overRepeats.mean, metric.unit, { run: run.runId, kind: 'metric', repeat: 'all', name, stat: 'mean' });
+      }),
+      ...extremes.map(({ kind, metric }) => {
+        const overall = run.extremes.find((e) => e.kind === kind && e.metric === metric)?.overall;
+        if (!overall) return { text: '–' };
+        const unit = run.metrics.find((m) => m.name === metric)?.unit ?? null;
+        const ref: CellRef = { run: run.runId, kind, repeat: 'all', rank: overall.rank, name: metric, stat: metric, aggregate: 'value' };
+        return { text: formatValue(overall.value, unit), refs: [ref] };
       }),
     ];
   });

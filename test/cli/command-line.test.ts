@@ -45,11 +45,13 @@ describe('the command line', () => {
     const leaves = await leafCommands();
     expect(leaves.map((l) => l.name)).toEqual(expect.arrayContaining(['lockstep run', 'lockstep ls', 'lockstep logs', 'lockstep aws doctor']));
     for (const { name, command } of leaves) {
-      const positionals = (await argsOf(command)).filter(([, def]) => def.type === 'positional').map(([n]) => `some-${n}`);
-      const words = [...name.split(' ').slice(1), ...positionals];
+      const defs = (await argsOf(command)).filter(([, def]) => def.type === 'positional');
+      const words = [...name.split(' ').slice(1), ...defs.map(([n]) => `some-${n}`)];
       await expect(accepted(words), name).resolves.toBeDefined();
       expect(await refusal([...words, '--bogus-option']), name).toMatch(/^Unknown option `--bogus-option`: .* \(see `lockstep .* --help`\)$/);
-      expect(await refusal([...words, 'stray-argument']), name).toMatch(/^Unexpected argument `stray-argument`: /);
+      // A last positional whose value hint ends in `...` (`lockstep import <folder...>`) takes the rest.
+      if ((defs.at(-1)?.[1] as { valueHint?: string } | undefined)?.valueHint?.endsWith('...')) await expect(accepted([...words, 'another']), name).resolves.toBeDefined();
+      else expect(await refusal([...words, 'stray-argument']), name).toMatch(/^Unexpected argument `stray-argument`: /);
     }
   });
 

@@ -1,19 +1,22 @@
 import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { chromium, type BrowserContext } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { reportCharts } from '../../src/results/charts.ts';
 import { writeHtmlReport } from '../../src/results/html.ts';
 import { matrixPoints } from '../../src/results/matrix.ts';
-import type { Report } from '../../src/results/report.ts';
+import type { Report, SweepReport } from '../../src/results/report.ts';
 import { collectResults } from '../../src/results/results.ts';
 import { recordSweepRun, writeSweepRecord } from '../../src/results/sweep-layout.ts';
 import { createFolderStore } from '../../src/store/folder.ts';
+import { importFolders } from '../../src/controller/import.ts';
+import { writeSeedFolder } from '../helpers/seed-logs.ts';
 import { tempDir, writeFakeRun } from './fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
+const SEED_SPEC = fileURLToPath(new URL('../../examples/seed-analysis/lockstep.yaml', import.meta.url));
 // CI installs Debian's chromium (.ci/run); elsewhere a missing browser skips rather than fails.
 const haveBrowser = existsSync(CHROMIUM) || process.env.CI === 'true';
 
@@ -42,6 +45,14 @@ beforeAll(async () => {
     await recordSweepRun(store, 's-html', point.index, `r-html-${point.index}`);
   }
   reports.set('sweep', (await collectResults({ id: 's-html', store, outDir: out })).report);
+
+  // The seed's experiment at three N, two protocols: the paper's figure.
+  const seedFolders = [];
+  for (const nodes of [16, 32, 64]) {
+    for (const protocol of ['normal', 'corrupted']) seedFolders.push((await writeSeedFolder(join(dir.path, 'seed'), { nodes, protocol, repeats: 3 })).folder);
+  }
+  const imported = await importFolders({ store, home: join(dir.path, 'home'), folders: seedFolders, specSource: await readFile(SEED_SPEC, 'utf8'), sweepName: 'anytrust-dkg' });
+  reports.set('seed', (await collectResults({ id: imported.sweep!.sweepId, store, outDir: out })).report);
 
   if (haveBrowser) {
     const profile = join(dir.path, 'chromium-profile');
@@ -111,6 +122,39 @@ describe.skipIf(!haveBrowser)('HTML report in headless Chromium', () => {
       const { copyFile } = await import('node:fs/promises');
       await copyFile(shot, join(process.env.LOCKSTEP_KEEP_SCREENSHOTS, `${kind}-report.png`));
       await copyFile(file, join(process.env.LOCKSTEP_KEEP_SCREENSHOTS, `${kind}-report.html`));
+    }
+    await page.close();
+  });
+
+  it('a sweep of the seed’s experiment charts the worst node against N, one line per protocol (mean and worst)', async () => {
+    const report = reports.get('seed')!;
+    const file = join(dir.path, 'seed-report.html');
+    await writeHtmlReport(report, file);
+    const page = await context!.newPage();
+    await page.goto(pathToFileURL(file).href, { waitUntil: 'load' });
+    const chart = reportCharts(report).find((c) => c.title === 'adjusted of the worst node against instances')!;
+    const svg = page.locator(`section.chart[data-chart="${chart.id}"] svg`);
+    const texts = await svg.locator('text').allTextContents();
+    // The x axis is N, the legend one mean and one worst line per protocol.
+    for (const label of ['17', '33', '65', 'instances']) expect(texts).toContain(label);
+    for (const series of ['protocol=corrupted · mean', 'protocol=corrupted · worst', 'protocol=normal · mean', 'protocol=normal · worst']) {
+      expect(texts).toContain(series);
+    }
+    // Two dashed lines (the worst), drawn across the plot.
+    const dashed = svg.locator('path[stroke-dasharray]');
+    expect(await dashed.count()).toBeGreaterThanOrEqual(2);
+    const widths = await dashed.evaluateAll((paths) => paths.map((p) => (p as SVGGraphicsElement).getBBox().width));
+    expect(Math.max(...widths)).toBeGreaterThan(300);
+    // What the lines say: the honest protocol waits out its multicast timeout (10 s), slower at every N.
+    const sweep = report as SweepReport;
+    const worstOf = (protocol: string) => sweep.points.filter((p) => p.values['params.protocol'] === protocol).map((p) => p.run!.extremes[0]!.overall!.value);
+    expect(Math.min(...worstOf('normal'))).toBeGreaterThan(Math.max(...worstOf('corrupted')));
+    const shot = join(dir.path, 'seed-chart.png');
+    await page.locator(`section.chart[data-chart="${chart.id}"]`).screenshot({ path: shot });
+    expect(existsSync(shot)).toBe(true);
+    if (process.env.LOCKSTEP_KEEP_SCREENSHOTS) {
+      const { copyFile } = await import('node:fs/promises');
+      await copyFile(shot, join(process.env.LOCKSTEP_KEEP_SCREENSHOTS, 'seed-chart.png'));
     }
     await page.close();
   });

@@ -81,9 +81,11 @@ describe('sweeps', () => {
     expect(Number(mean.value)).toBe(sweep.points[1]!.run!.metrics[0]!.overRepeats.mean.mean);
   });
 
-  it('charts each metric against the swept parameter, one series per other value, with CI error bars', async () => {
+  it('charts each metric against the swept parameter, one series per other value: the mean with CI error bars, and the largest dashed', async () => {
     const { report } = await collectResults({ id: sweepId, outDir: join(dir.path, 'out'), download: false });
-    const charts = sweepCharts(report as SweepReport);
+    const sweep = report as SweepReport;
+    expect(sweep.axes).toEqual({ x: 'instances', lines: ['params.protocol'] });
+    const charts = sweepCharts(sweep);
     expect(charts.map((c) => c.title)).toEqual([
       'duration (median over nodes) against instances',
       'start skew against instances',
@@ -92,13 +94,18 @@ describe('sweeps', () => {
       'retransmits (mean over nodes) against instances',
       'bytes_out (mean over nodes) against instances',
     ]);
-    const commit = charts[2]!.option as { xAxis: { data: string[] }; series: Array<{ name: string; type: string; data: unknown[] }> };
+    type Series = { name: string; type: string; data: unknown[]; lineStyle?: { type?: string } };
+    const commit = charts[2]!.option as { xAxis: { data: string[] }; series: Series[] };
     expect(commit.xAxis.data).toEqual(['3', '5']);
-    const lines = commit.series.filter((s) => s.type === 'line');
-    expect(lines.map((s) => s.name)).toEqual(['protocol=normal', 'protocol=adversarial']);
-    const point = (i: number) => (report as SweepReport).points[i]!.run!.metrics[0]!.overRepeats.mean.mean;
-    expect(lines[0]!.data).toEqual([point(0), point(2)]);
-    expect(lines[1]!.data).toEqual([point(1), null]);
-    expect(commit.series.filter((s) => s.type === 'custom')[1]!.data).toHaveLength(1);
+    const lines = commit.series.filter((s) => s.type === 'line' && s.lineStyle?.type !== 'dashed');
+    expect(lines.map((s) => s.name)).toEqual(['protocol=adversarial · mean', 'protocol=normal · mean']);
+    const metric = (i: number) => sweep.points[i]!.run!.metrics[0]!;
+    expect(lines[1]!.data).toEqual([metric(0).overRepeats.mean.mean, metric(2).overRepeats.mean.mean]);
+    expect(lines[0]!.data).toEqual([metric(1).overRepeats.mean.mean, null]);
+    const largest = commit.series.filter((s) => s.lineStyle?.type === 'dashed');
+    expect(largest.map((s) => s.name)).toEqual(['protocol=adversarial · largest', 'protocol=normal · largest']);
+    expect(largest[1]!.data).toEqual([Math.max(...metric(0).repeats.map((r) => r.stats!.max)), Math.max(...metric(2).repeats.map((r) => r.stats!.max))]);
+    const bars = commit.series.filter((s) => s.type === 'custom');
+    expect(bars[0]!.data.length).toBe(metric(1).overRepeats.mean.ci95 ? 1 : 0);
   });
 });

@@ -80,7 +80,9 @@ export const status = defineCommand({
       }
       const states = new Map<string, number>();
       for (const i of found.instances) states.set(i.state, (states.get(i.state) ?? 0) + 1);
-      console.log(`State: ${found.state}; instances: ${[...states].map(([s, n]) => `${n} ${s}`).join(', ') || 'none booted yet'}; store ${shownStore(store.locator)}`);
+      const imported = found.manifest.imported;
+      if (imported) console.log(`Imported ${imported.at} from ${imported.from} (${imported.layout} layout): no instances; \`lockstep results ${args.id}\` analyses its logs`);
+      else console.log(`State: ${found.state}; instances: ${[...states].map(([s, n]) => `${n} ${s}`).join(', ') || 'none booted yet'}; store ${shownStore(store.locator)}`);
       console.log(formatSummary(args.id, summary));
     });
   },
