@@ -8,8 +8,9 @@
  *   4. agent footprint: peak memory, agent start → ready record
  *   5. the barrier under other arrival patterns (simulated)
  *   6. results analysis throughput (bench/analysis.ts)
+ *   7. the seed's analysis at its full scale, lockstep vs the seed's grep -A1 (bench/seed-analysis.ts)
  *
- * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis (default all),
+ * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed (default all),
  * LOCKSTEP_BENCH_SKEW_N=2,8,32,64, LOCKSTEP_BENCH_REPEATS=5, LOCKSTEP_BENCH_REQUEST_N=100,1000,5000,
  * LOCKSTEP_BENCH_SPREAD_MS=30000 (a shorter spread for quick runs), LOCKSTEP_BENCH_START_DELAY_MS,
  * LOCKSTEP_BENCH_LIVE_RUNS=3 (live runs per N up to 1,000; the median latency counts).
@@ -18,6 +19,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { benchAnalysis, type BenchAnalysisResult } from './analysis.ts';
+import { benchSeedAnalysis, type BenchSeedResult } from './seed-analysis.ts';
 import { patterns, simulateBarrier, type SimulationResult } from '../test/helpers/barrier-sim.ts';
 import { benchFootprint, type FootprintResult } from './footprint.ts';
 import { bundleProcs } from './procs.ts';
@@ -25,7 +27,7 @@ import { benchRequests, type BarrierFigures, type RequestsRow } from './requests
 import { benchSkew, type SkewRow } from './skew.ts';
 
 const env = process.env;
-const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis').split(',').map((s) => s.trim()));
+const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed').split(',').map((s) => s.trim()));
 const numbers = (value: string | undefined, fallback: number[]) => (value ? value.split(',').map(Number) : fallback);
 const skewNs = numbers(env.LOCKSTEP_BENCH_SKEW_N, [2, 8, 32, 64]);
 const repeats = Number(env.LOCKSTEP_BENCH_REPEATS ?? 5);
@@ -54,6 +56,7 @@ const results: {
   footprint?: FootprintResult;
   patterns?: SimulationResult[];
   analysis?: BenchAnalysisResult;
+  seed?: BenchSeedResult;
   goals?: Array<{ goal: string; value: string; met: boolean }>;
 } = { machine, startedAt: new Date().toISOString() };
 
@@ -83,6 +86,10 @@ try {
   if (only.has('analysis')) {
     console.log('\n6. results analysis');
     results.analysis = await benchAnalysis({ log });
+  }
+  if (only.has('seed')) {
+    console.log("\n7. the seed's analysis (10 folders × 8 repeats × 17 to 257 nodes)");
+    results.seed = await benchSeedAnalysis({ log });
   }
 } finally {
   rmSync(dir, { recursive: true, force: true });
@@ -114,6 +121,10 @@ function goals(): Array<{ goal: string; value: string; met: boolean }> {
     }
     out.push({ goal: `≤ 3 s last arrival → all know, N=${row.n} (live)`, value: `${(f.latencyMs / 1000).toFixed(2)} s`, met: f.latencyMs <= 3000 });
     out.push({ goal: `≤ 3 s last arrival → all know, N=${row.n} (sim., S3 times)`, value: `${(row.simulated.lockstep.latencyMs / 1000).toFixed(2)} s`, met: row.simulated.lockstep.latencyMs <= 3000 });
+  }
+  if (results.seed) {
+    out.push({ goal: "seed's analysis: lockstep ≥ 20 × the seed's method", value: `${results.seed.ratio.toFixed(1)} ×`, met: results.seed.ratio >= 20 });
+    out.push({ goal: "seed's analysis: the same figures from both", value: results.seed.agree ? 'yes' : 'no', met: results.seed.agree });
   }
   if (results.footprint) {
     const peak = Math.max(results.footprint.folder.peakBytes, results.footprint.s3.peakBytes);
@@ -195,6 +206,14 @@ function printTables(): void {
   if (results.analysis) {
     console.log('\n6. Results analysis');
     table(['lockstep MB/s', 'grep MB/s', 'lockstep / grep'], [[results.analysis.lockstepMBps.toFixed(0), results.analysis.grepMBps.toFixed(0), `${results.analysis.ratio.toFixed(2)} ×`]]);
+  }
+  if (results.seed) {
+    const r = results.seed;
+    console.log(`\n7. The seed's analysis: ${r.folders} folders, ${r.logs} logs (s)`);
+    table(
+      ['lockstep', "seed's method (grep -A1)", 'seed / lockstep', 'same figures', 'lockstep import', 'lockstep results (download + analysis)'],
+      [[r.analysisSeconds.toFixed(2), r.seedSeconds.toFixed(2), `${r.ratio.toFixed(1)} ×`, r.agree ? 'yes' : 'NO', r.importSeconds.toFixed(2), r.resultsSeconds.toFixed(2)]],
+    );
   }
   if (results.goals && results.goals.length > 0) {
     console.log('\nGoals');
