@@ -6,7 +6,7 @@ import { resolve } from 'node:path';
 import type { SshError } from '../provider/ssh/connection.ts';
 import { scanHost, stopInstance } from '../provider/ssh/host.ts';
 import { jumpTarget } from '../provider/ssh/provider.ts';
-import { SshPool } from '../provider/ssh/pool.ts';
+import { forEachHost, SshPool } from '../provider/ssh/pool.ts';
 import { defaultKnownHostsFile } from '../provider/ssh/known-hosts.ts';
 import { readSshRunStates, removeSshRunState } from '../provider/ssh/state.ts';
 import { loadInventory, selectHosts } from '../spec/inventory.ts';
@@ -62,7 +62,7 @@ export async function collectSshGarbage(options: SshGcOptions): Promise<SshGcRep
   const pool = new SshPool({
     knownHosts: options.knownHosts ? resolve(cwd, options.knownHosts) : defaultKnownHostsFile(),
     hostKeys: options.hostKeys ?? 'strict',
-    ...(options.jump ? { jump: jumpTarget(options.jump) } : {}),
+    ...(options.jump ? { jump: jumpTarget(options.jump, hosts.find((h) => h.keyFile)?.keyFile) } : {}),
     concurrency: options.concurrency ?? 32,
   });
   const ended: Array<SshGcInstance & { reason: LocalEndReason }> = [];
@@ -70,7 +70,7 @@ export async function collectSshGarbage(options: SshGcOptions): Promise<SshGcRep
   let running = 0;
   const overByRun = new Map<string, Promise<LocalEndReason | undefined>>();
   try {
-    const failures = await pool.each(hosts, async (host) => {
+    const failures = await forEachHost(hosts, options.concurrency ?? 32, async (host) => {
       const target = { name: host.name, host: host.host, port: host.port, ...(host.user ? { user: host.user } : {}), ...(host.keyFile ? { keyFile: host.keyFile } : {}) };
       const node = host.node ?? options.node ?? 'node';
       const connection = await pool.connection(target);

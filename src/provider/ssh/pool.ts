@@ -59,19 +59,6 @@ export class SshPool {
     return next;
   }
 
-  /** Runs `task` for each item with at most `concurrency` at once; every item runs, failures are returned. */
-  async each<T>(items: readonly T[], task: (item: T) => Promise<void>): Promise<Array<{ item: T; error: unknown }>> {
-    const failures: Array<{ item: T; error: unknown }> = [];
-    await forEachLimited(items, this.options.concurrency, async (item) => {
-      try {
-        await task(item);
-      } catch (error) {
-        failures.push({ item, error });
-      }
-    });
-    return failures;
-  }
-
   async close(): Promise<void> {
     this.#closed = true;
     const all = [...this.#connections.values(), ...(this.#jump ? [this.#jump] : [])];
@@ -85,4 +72,17 @@ export class SshPool {
       }),
     );
   }
+}
+
+/** Runs `task` for each host's item, at most `limit` at once; unlike `forEachLimited`, every item runs, and the failures are returned. */
+export async function forEachHost<T>(items: readonly T[], limit: number, task: (item: T) => Promise<void>): Promise<Array<{ item: T; error: unknown }>> {
+  const failures: Array<{ item: T; error: unknown }> = [];
+  await forEachLimited(items, limit, async (item) => {
+    try {
+      await task(item);
+    } catch (error) {
+      failures.push({ item, error });
+    }
+  });
+  return failures;
 }

@@ -14,7 +14,7 @@ import { describeTarget, SshError, type SshTarget } from './connection.ts';
 import { defaultKnownHostsFile } from './known-hosts.ts';
 import { instanceDir, instanceStatus, probeHost, startAgent, stopInstance, watchAgent, type BundleSource, type HostFacts } from './host.ts';
 import { instanceIds, loadInventory, selectHosts, type InventoryHost } from '../../spec/inventory.ts';
-import { SshPool } from './pool.ts';
+import { forEachHost, SshPool } from './pool.ts';
 import { readSshRunStates, removeSshRunState, writeSshRunState, type SshInstanceState, type SshRunState } from './state.ts';
 
 export interface SshProviderOptions {
@@ -38,10 +38,10 @@ export class SshLaunchError extends LaunchError {
 }
 
 /** The bastion of `provider.jump` (`user@host:port`). */
-export function jumpTarget(jump: string): SshTarget {
+export function jumpTarget(jump: string, keyFile?: string): SshTarget {
   const match = JUMP.exec(jump);
   if (!match) throw new SshError('bastion', 'unreachable', `\`provider.jump\`: expected \`user@host\` or \`user@host:port\`, got \`${jump}\``);
-  return { name: `bastion ${jump}`, host: match[2]!, port: match[3] ? Number(match[3]) : 22, ...(match[1] ? { user: match[1] } : {}) };
+  return { name: `bastion ${jump}`, host: match[2]!, port: match[3] ? Number(match[3]) : 22, ...(match[1] ? { user: match[1] } : {}), ...(keyFile ? { keyFile } : {}) };
 }
 
 function targetOf(host: InventoryHost): SshTarget {
@@ -52,8 +52,13 @@ function targetOf(host: InventoryHost): SshTarget {
 interface Tracked extends SshInstanceState {
   readonly runId: string;
   readonly expiresAt: Date;
+  /** The connections of its run (host keys, bastion). */
+  readonly pool: SshPool;
   ended: boolean;
 }
+
+/** How a run's hosts are reached; recorded with the run, so that another process reaches them the same way. */
+type ConnectionSettings = Pick<SshRunState, 'hostKeys' | 'jump' | 'concurrency'>;
 
 /**
  * Instances as agents on existing hosts, reached over SSH (one connection per host, at most
@@ -65,15 +70,25 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
   const cwd = options.cwd ?? process.cwd();
   const stopGraceMs = options.stopGraceMs ?? 10_000;
   const hostKeys = { knownHosts: spec.knownHosts ? resolve(cwd, spec.knownHosts) : defaultKnownHostsFile(), hostKeys: spec.hostKeys };
-  const jump = spec.jump ? jumpTarget(spec.jump) : undefined;
   let progress: ((message: string) => void) | undefined;
-  const pool = new SshPool({
-    ...hostKeys,
-    jump,
-    concurrency: spec.concurrency,
-    onRetry: (error, attempt) => progress?.(`${error.host}: ${error.reason}, trying again (${attempt})`),
-  });
+  /** One pool of connections per way of reaching hosts: this spec's, and those of runs started elsewhere. */
+  const pools = new Map<string, SshPool>();
+  const poolFor = (settings: ConnectionSettings): SshPool => {
+    const key = JSON.stringify([settings.hostKeys, settings.jump, settings.concurrency]);
+    let pool = pools.get(key);
+    if (!pool) {
+      pool = new SshPool({
+        ...settings.hostKeys,
+        ...(settings.jump ? { jump: settings.jump } : {}),
+        concurrency: settings.concurrency,
+        onRetry: (error, attempt) => progress?.(`${error.host}: ${error.reason}, trying again (${attempt})`),
+      });
+      pools.set(key, pool);
+    }
+    return pool;
+  };
   const tracked = new Map<string, Tracked>();
+  const eachHost = <T,>(items: readonly T[], task: (item: T) => Promise<void>) => forEachHost(items, spec.concurrency, task);
   const watchers: Promise<void>[] = [];
   const disposed = new AbortController();
 
@@ -81,7 +96,7 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
   const watch = async (instance: Tracked) => {
     for (let failures = 0; !instance.ended && !disposed.signal.aborted; failures++) {
       try {
-        const connection = await pool.connection(instance.target);
+        const connection = await instance.pool.connection(instance.target);
         if (await watchAgent(connection, instance.node, instance.dir!)) instance.ended = true;
         else if (connection.open) failures = 0;
       } catch {
@@ -98,16 +113,11 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
     for (const state of await readSshRunStates(home, runId)) {
       for (const instance of state.instances) {
         if (known.has(`${state.runId}/${instance.id}`) || !instance.dir) continue;
-        found.push({ ...instance, runId: state.runId, expiresAt: new Date(state.expiresAt), ended: false });
+        found.push({ ...instance, runId: state.runId, expiresAt: new Date(state.expiresAt), pool: poolFor(state), ended: false });
       }
     }
     return found;
   };
-
-  const poolFor = (state?: SshRunState) =>
-    state && (state.hostKeys.knownHosts !== hostKeys.knownHosts || state.hostKeys.hostKeys !== hostKeys.hostKeys)
-      ? new SshPool({ ...state.hostKeys, jump: state.jump, concurrency: state.concurrency })
-      : pool;
 
   return {
     kind: 'ssh',
@@ -121,6 +131,10 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
       }
       const chosen = hosts.slice(0, request.count);
       const ids = instanceIds(chosen);
+      // The bastion logs in with the hosts' key when it has none of its own (then ssh-agent and the default keys).
+      const bastion = spec.jump ? jumpTarget(spec.jump, chosen.find((h) => h.keyFile)?.keyFile) : undefined;
+      const settings: ConnectionSettings = { hostKeys, ...(bastion ? { jump: bastion } : {}), concurrency: spec.concurrency };
+      const pool = poolFor(settings);
 
       // What the hosts need: the tools the run runs as root, and the store (a shared folder, or the agent sent over SFTP).
       const store = await openStore(request.boot.store);
@@ -147,22 +161,21 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
         target: targetOf(host),
         node: host.node ?? spec.node,
         expiresAt: request.boot.expiresAt,
+        pool,
         ended: false,
       }));
       const state = (): SshRunState => ({
         runId: request.runId,
         createdAt: new Date().toISOString(),
         expiresAt: request.boot.expiresAt.toISOString(),
-        hostKeys,
-        ...(jump ? { jump } : {}),
-        concurrency: spec.concurrency,
+        ...settings,
         instances: instances.map(({ id, target, node, dir, address }) => ({ id, target, node, ...(dir ? { dir } : {}), ...(address ? { address } : {}) })),
       });
 
       // 1. Every host is reached and checked before anything is started on any.
       const facts = new Map<string, HostFacts>();
       let connected = 0;
-      const unusable = await pool.each(instances, async (instance) => {
+      const unusable = await eachHost(instances, async (instance) => {
         const host = chosen[instances.indexOf(instance)]!;
         const connection = await pool.connection(instance.target);
         const found = await probeHost(connection, { node: instance.node, tools, ...(storePath ? { storePath } : {}) });
@@ -183,7 +196,6 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
         seen.set(instance.address, instance.target.name);
       }
       if (problems.length > 0) {
-        await pool.close();
         const lines = problems.map((p) => p.message);
         throw new SshLaunchError(
           lines.length === 1 ? `${lines[0]}; nothing was started` : `${lines.length} hosts cannot be used; nothing was started:\n  ${lines.join('\n  ')}`,
@@ -194,7 +206,7 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
       // 2. The agents start; if one cannot, those started are ended and their folders removed.
       await writeSshRunState(home, state());
       let started = 0;
-      const failedStarts = await pool.each(instances, async (instance) => {
+      const failedStarts = await eachHost(instances, async (instance) => {
         const connection = await pool.connection(instance.target);
         await startAgent(
           connection,
@@ -217,12 +229,11 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
         request.onProgress?.(`started ${++started}/${instances.length} agents`);
       });
       if (failedStarts.length > 0) {
-        await pool.each(instances, async (instance) => {
+        await eachHost(instances, async (instance) => {
           const connection = await pool.connection(instance.target);
           await stopInstance(connection, instance.node, instance.dir!, { graceMs: 0, remove: true });
         });
         await removeSshRunState(home, request.runId);
-        await pool.close();
         const lines = failedStarts.map(({ item, error }) => `${item.target.name} (${describeTarget(item.target)}): ${(error as Error).message}`);
         throw new LaunchError(`Could not start the agent on ${lines.length} host(s); the others were stopped:\n  ${lines.join('\n  ')}`, []);
       }
@@ -238,9 +249,8 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
       // Instances this provider does not follow (another process started them) are asked about.
       const unknown = instances.filter((i) => !tracked.has(`${i.runId}/${i.id}`));
       if (unknown.length > 0) {
-        const states = await readSshRunStates(home, runId);
-        await pool.each(unknown, async (instance) => {
-          const connection = await poolFor(states.find((s) => s.runId === instance.runId)).connection(instance.target);
+        await eachHost(unknown, async (instance) => {
+          const connection = await instance.pool.connection(instance.target);
           instance.ended = !(await instanceStatus(connection, instance.node, instance.dir!)).alive;
         });
       }
@@ -250,9 +260,8 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
     async terminate(instanceIds: readonly string[]): Promise<void> {
       const wanted = new Set(instanceIds);
       const targets = (await instancesOf()).filter((i) => wanted.has(i.id));
-      const states = await readSshRunStates(home);
-      const failures = await pool.each(targets, async (instance) => {
-        const connection = await poolFor(states.find((s) => s.runId === instance.runId)).connection(instance.target);
+      const failures = await eachHost(targets, async (instance) => {
+        const connection = await instance.pool.connection(instance.target);
         await stopInstance(connection, instance.node, instance.dir!, { graceMs: stopGraceMs, remove: true });
         instance.ended = true;
       });
@@ -272,7 +281,7 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
 
     async dispose(): Promise<void> {
       disposed.abort();
-      await pool.close();
+      await Promise.all([...pools.values()].map((pool) => pool.close()));
       await Promise.all(watchers);
     },
   };

@@ -127,6 +127,28 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     expectHostsClean();
   });
 
+  it('reaches the hosts through a bastion (`jump`), and uses only the hosts of `provider.hosts`', async () => {
+    const inventory = lab.inventory().replace('  hosts:\n', '  children:\n    pair:\n      hosts:\n        h2:\n        h1:\n  hosts:\n');
+    const dir = experiment({ inventory, instances: 2 });
+    const spec = readFileSync(join(dir, 'spec.yaml'), 'utf8').replace('inventory: hosts.yaml', `inventory: hosts.yaml, hosts: pair, jump: root@${lab.hosts[0]!.address}`);
+    writeFileSync(join(dir, 'spec.yaml'), spec.replace('run: node probe.mjs', 'run: node probe.mjs && echo "$SSH_CONNECTION"'));
+    const outcome = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
+    expect(outcome.ok).toBe(true);
+    const store = await openStore(outcome.store);
+    try {
+      for (const rank of [0, 1]) {
+        const [seen, connection] = Buffer.from((await store.get(layout.node(outcome.runId, 1, rank) + nodeFiles.stdout))!).toString().trim().split('\n');
+        // h1 and h2 in inventory order of the group (h2 first) are instances h2, h1; ranks follow the addresses.
+        expect(JSON.parse(seen!)).toMatchObject({ address: lab.hosts[rank + 1]!.address });
+        // sshd on the host saw the connection come from the bastion.
+        expect(connection!.split(' ')[0]).toBe(lab.hosts[0]!.address);
+      }
+    } finally {
+      await store.dispose();
+    }
+    expectHostsClean();
+  });
+
   it('keeps a node running when its SSH connection is killed mid-run: it finishes and uploads', async () => {
     const dir = experiment({ instances: 2, spec: ['params: { sleep: 3 }'] });
     let dropped = 0;
