@@ -178,6 +178,32 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     expectHostsClean();
   });
 
+  it('ends the agent and its command at the expiry, never the host; Ctrl-C ends the nodes on every host', async () => {
+    const dir = experiment({ instances: 2, spec: ['params: { sleep: 120 }'] });
+    writeFileSync(join(dir, 'spec.yaml'), readFileSync(join(dir, 'spec.yaml'), 'utf8').replace('instance: 5m', 'instance: 15s'));
+    const expired = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
+    expect(expired.status.instances.map((i) => i.state)).toEqual(['expired', 'expired']);
+    // Whatever command had started by then was ended (and its logs uploaded).
+    for (const result of expired.status.repeats[0]?.results ?? []) expect(result.outcome).toBe('aborted');
+    expectHostsClean();
+    // The hosts are as they were: their sshd still answers.
+    expect(lab.hosts.map((h) => h.sshd.exitCode)).toEqual([null, null, null, null]);
+
+    const interrupt = new AbortController();
+    const interrupted = await runExperiment({
+      loaded: loadSpec(join(experiment({ instances: 2, spec: ['params: { sleep: 120 }'] }), 'spec.yaml')),
+      home: join(dir, 'home'),
+      cwd: dir,
+      pollIntervalMs: 200,
+      signal: interrupt.signal,
+      onEvent: (event) => {
+        if (event.type === 'status' && event.status.instances.filter((i) => i.state === 'running').length === 2) interrupt.abort();
+      },
+    });
+    expect(interrupted.status.repeats[0]?.results.map((r) => r.outcome) ?? []).not.toContain('success');
+    expectHostsClean();
+  });
+
   it('`lockstep down` mid-run stops the node on every host, with its logs uploaded', async () => {
     const dir = experiment({ spec: ['params: { sleep: 120 }'] });
     const home = join(dir, 'home');
