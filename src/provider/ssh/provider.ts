@@ -1,3 +1,4 @@
+import { userInfo } from 'node:os';
 import { isAbsolute, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -298,7 +299,7 @@ function checkHost(target: SshTarget, facts: HostFacts, tools: readonly string[]
       throw new SshError(
         target.name,
         'sudo',
-        `${where}: ${purpose} needs root for \`${path}\`, and the login (uid ${facts.uid}) has no passwordless sudo for it: allow it (a sudoers rule \`<user> ALL=(root) NOPASSWD: ${path}\`), log in as root (\`ansible_user\`), or leave ${purpose.split(' (')[0]} out of the spec`,
+        `${where}: ${purpose} needs root for \`${path}\`, and the login (uid ${facts.uid}) has no passwordless sudo for it: allow it (a sudoers rule \`${target.user ?? userInfo().username} ALL=(root) NOPASSWD: ${path}\`), log in as root (\`ansible_user\`), or leave ${purpose.split(' (')[0]} out of the spec`,
       );
     }
   }
