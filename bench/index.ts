@@ -9,8 +9,9 @@
  *   5. the barrier under other arrival patterns (simulated)
  *   6. results analysis throughput (bench/analysis.ts)
  *   7. the seed's analysis at its full scale, lockstep vs the seed's grep -A1 (bench/seed-analysis.ts)
+ *   8. following a run: the controller's store requests per minute at N=1,000 (bench/follow.ts)
  *
- * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed (default all),
+ * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed,follow (default all),
  * LOCKSTEP_BENCH_SKEW_N=2,8,32,64, LOCKSTEP_BENCH_REPEATS=5, LOCKSTEP_BENCH_REQUEST_N=100,1000,5000,
  * LOCKSTEP_BENCH_SPREAD_MS=30000 (a shorter spread for quick runs), LOCKSTEP_BENCH_START_DELAY_MS,
  * LOCKSTEP_BENCH_LIVE_RUNS=3 (live runs per N up to 1,000; the median latency counts).
@@ -21,13 +22,14 @@ import { join } from 'node:path';
 import { benchAnalysis, type BenchAnalysisResult } from './analysis.ts';
 import { benchSeedAnalysis, type BenchSeedResult } from './seed-analysis.ts';
 import { patterns, simulateBarrier, type SimulationResult } from '../test/helpers/barrier-sim.ts';
+import { benchFollow, type FollowResult } from './follow.ts';
 import { benchFootprint, type FootprintResult } from './footprint.ts';
 import { bundleProcs } from './procs.ts';
 import { benchRequests, type BarrierFigures, type RequestsRow } from './requests.ts';
 import { benchSkew, type SkewRow } from './skew.ts';
 
 const env = process.env;
-const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed').split(',').map((s) => s.trim()));
+const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed,follow').split(',').map((s) => s.trim()));
 const numbers = (value: string | undefined, fallback: number[]) => (value ? value.split(',').map(Number) : fallback);
 const skewNs = numbers(env.LOCKSTEP_BENCH_SKEW_N, [2, 8, 32, 64]);
 const repeats = Number(env.LOCKSTEP_BENCH_REPEATS ?? 5);
@@ -57,6 +59,7 @@ const results: {
   patterns?: SimulationResult[];
   analysis?: BenchAnalysisResult;
   seed?: BenchSeedResult;
+  follow?: FollowResult;
   goals?: Array<{ goal: string; value: string; met: boolean }>;
 } = { machine, startedAt: new Date().toISOString() };
 
@@ -82,6 +85,10 @@ try {
     console.log('\n5. other arrival patterns (simulated, N=1,000, S3 request times)');
     results.patterns = [];
     for (const pattern of Object.keys(patterns)) results.patterns.push(await simulateBarrier({ n: 1000, pattern }));
+  }
+  if (only.has('follow')) {
+    console.log('\n8. following a run (N=1,000, 2 repeats, the fleet simulated in a folder store)');
+    results.follow = await benchFollow({ n: 1000, repeats: 2, log });
   }
   if (only.has('analysis')) {
     console.log('\n6. results analysis');
@@ -125,6 +132,9 @@ function goals(): Array<{ goal: string; value: string; met: boolean }> {
   if (results.seed) {
     out.push({ goal: "seed's analysis: lockstep ≥ 20 × the seed's method", value: `${results.seed.ratio.toFixed(1)} ×`, met: results.seed.ratio >= 20 });
     out.push({ goal: "seed's analysis: the same figures from both", value: results.seed.agree ? 'yes' : 'no', met: results.seed.agree });
+  }
+  if (results.follow) {
+    out.push({ goal: '≤ 120 controller requests/min following N=1,000', value: results.follow.requestsPerMinute.toFixed(0), met: results.follow.requestsPerMinute <= 120 });
   }
   if (results.footprint) {
     const peak = Math.max(results.footprint.folder.peakBytes, results.footprint.s3.peakBytes);
@@ -214,6 +224,18 @@ function printTables(): void {
       ['lockstep', "seed's method (grep -A1)", 'seed / lockstep', 'same figures', 'lockstep import', 'lockstep results (download + analysis)'],
       [[r.analysisSeconds.toFixed(2), r.seedSeconds.toFixed(2), `${r.ratio.toFixed(1)} ×`, r.agree ? 'yes' : 'NO', r.importSeconds.toFixed(2), r.resultsSeconds.toFixed(2)]],
     );
+  }
+  if (results.follow) {
+    const f = results.follow;
+    console.log(`\n8. Following a run (N=${f.n}, ${f.repeats} repeats, ${f.followedSeconds.toFixed(0)} s)`);
+    table(
+      ['', 'store requests / min'],
+      [
+        ['lockstep (aggregates, paced)', f.requestsPerMinute.toFixed(0)],
+        ['every record every 0.5 s (before)', f.fullReadPerMinute.toLocaleString('en-US')],
+      ],
+    );
+    console.log(`   plus one full read at the end for the summary: ${f.finalReadRequests.toLocaleString('en-US')} requests`);
   }
   if (results.goals && results.goals.length > 0) {
     console.log('\nGoals');

@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { layout } from '../core/layout.ts';
-import type { FailureRecord, InstanceRecord, RunManifest } from '../core/manifest.ts';
+import { HEARTBEAT_INTERVAL_MS, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
 import { isoNow } from '../util/clock.ts';
 import { retry } from '../util/retry.ts';
@@ -12,6 +12,7 @@ import { fetchArtifact } from './artifact.ts';
 import { BarrierTimeoutError, type BarrierTuning } from './barrier.ts';
 import { runCommand } from './exec.ts';
 import type { Identity } from './identity.ts';
+import { recordFailure } from './records.ts';
 import { runRepeat } from './repeat.ts';
 import { decideRepeat, type RepeatAction } from './repeat-plan.ts';
 import { keepingRecord, readRepeatFacts, recordMissedRepeat, saveCheckpoint, startLife, type Checkpoint } from './restart.ts';
@@ -21,7 +22,7 @@ export interface AgentOptions {
   readonly identity: Identity;
   readonly store: Store;
   readonly tuning?: Partial<BarrierTuning>;
-  /** How often the agent checks for an abort record and refreshes its heartbeat. */
+  /** How often the agent checks for an abort record (default 5 s); its heartbeat comes every HEARTBEAT_INTERVAL_MS. */
   readonly watchIntervalMs?: number;
   readonly log?: (message: string) => void;
   /** Aborts the agent (SIGTERM): the running command is ended and its logs uploaded. */
@@ -317,12 +318,15 @@ async function runSetup(
 function watchForAbort(store: Store, runId: string, intervalMs: number, stop: AbortController, heartbeat: () => Promise<unknown>) {
   const quit = new AbortController();
   void (async () => {
-    let beats = 0;
+    let lastBeat = Date.now();
     while (!quit.signal.aborted) {
       try {
         await delay(intervalMs, undefined, { signal: quit.signal });
         if (await store.get(layout.abort(runId))) stop.abort('aborted');
-        if (++beats % 6 === 0) await heartbeat();
+        if (Date.now() - lastBeat >= HEARTBEAT_INTERVAL_MS - intervalMs / 2) {
+          lastBeat = Date.now();
+          await heartbeat();
+        }
       } catch {
         // Stopped, or the store failed this once: look again next time.
       }
@@ -331,18 +335,6 @@ function watchForAbort(store: Store, runId: string, intervalMs: number, stop: Ab
   return { stop: () => quit.abort() };
 }
 
-async function recordFailure(
-  store: Store,
-  runId: string,
-  repeat: number,
-  instanceId: string,
-  stage: FailureRecord['stage'],
-  error: string,
-  missing?: readonly string[],
-): Promise<void> {
-  const failure: FailureRecord = { instanceId, repeat, stage, error, missing, at: isoNow() };
-  await retry(() => putJson(store, layout.failure(runId, repeat, instanceId), failure), { attempts: 4, baseDelayMs: 250 }).catch(() => {});
-}
 
 /** `setTimeout` for any delay: Node's own fires at once for delays over 2^31-1 ms (24.8 days). */
 function setLongTimeout(callback: () => void, ms: number): { clear(): void } {

@@ -4,7 +4,9 @@
  * time T every node computes from the same ready records. Pure functions of numbers and records;
  * see docs/barrier.md.
  */
-import type { ReadyRecord, StartRecord } from '../core/manifest.ts';
+import type { BarrierProgress, ReadyRecord, StartRecord } from '../core/manifest.ts';
+
+export type { BarrierProgress };
 import { rankOrder } from './hosts.ts';
 
 /**
@@ -73,28 +75,6 @@ export function defaultTuning(startDelayMs: number): BarrierTuning {
   };
 }
 
-/**
- * `repeats/<r>/barrier.json`: what the watcher last saw. Waiting nodes read only this object; once
- * the set is complete it carries the start record too.
- */
-export interface BarrierProgress {
-  readonly expected: number;
-  /** Ready records in the watcher's last LIST. */
-  readonly count: number;
-  readonly watcher: string;
-  /** When this record was written (epoch ms, the watcher's clock). */
-  readonly updatedAt: number;
-  /** When the LIST behind it began. */
-  readonly listedAt: number;
-  /** From the start of a LIST to its progress record being stored, lately. */
-  readonly writeLagMs: number;
-  /** The watcher's LIST interval now. */
-  readonly cycleMs: number;
-  readonly nextListAt: number;
-  /** Until then the set is very unlikely to be complete: waiting nodes may sleep. */
-  readonly quietUntil: number;
-  readonly start?: StartRecord;
-}
 
 /**
  * How many members wake at T on this machine: those whose addresses exist on one machine only, as

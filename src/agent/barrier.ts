@@ -77,10 +77,6 @@ export class BarrierTimeoutError extends Error {
   }
 }
 
-export function progressKey(runId: string, repeat: number): string {
-  return `${layout.repeat(runId, repeat)}barrier.json`;
-}
-
 interface Context {
   readonly request: BarrierRequest;
   readonly store: Store;
@@ -126,7 +122,7 @@ export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutc
     me: ready.instanceId,
     expected,
     startKey: layout.start(runId, repeat),
-    progressKey: progressKey(runId, repeat),
+    progressKey: layout.barrier(runId, repeat),
     readyPrefix: layout.readyPrefix(runId, repeat),
     giveUpAt: ready.readyAt + request.timeoutMs,
     slot: spreadOf(ready.instanceId),

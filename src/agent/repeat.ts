@@ -5,11 +5,12 @@ import type { NodeResult, Outcome, RunManifest } from '../core/manifest.ts';
 import { paramsForRank, resolveGroups } from '../spec/groups.ts';
 import { planFor } from '../spec/network.ts';
 import { environmentFor, renderTemplate, templateValues } from '../spec/template.ts';
-import { putJson, type Store } from '../store/store.ts';
+import type { Store } from '../store/store.ts';
 import { sleepUntil } from '../util/clock.ts';
 import { awaitBarrier, type BarrierTuning } from './barrier.ts';
 import { prepareCommand, type ExecResult } from './exec.ts';
 import { writeHostsFiles } from './hosts.ts';
+import { storeResult } from './records.ts';
 import type { Identity } from './identity.ts';
 import { applyEmulation, wanRelayFrom, type NetemSession } from './netem.ts';
 import { difference, interfaceFor, readCounters } from './netstat.ts';
@@ -122,8 +123,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     };
     await uploadFile(store, nodePrefix + nodeFiles.stdout, stdoutPath);
     await uploadFile(store, nodePrefix + nodeFiles.stderr, stderrPath);
-    await putJson(store, nodePrefix + nodeFiles.result, nodeResult);
-    await writeFile(join(folder, nodeFiles.result), JSON.stringify(nodeResult, null, 2));
+    await storeResult(store, nodeResult, folder);
     return nodeResult;
   }
 
@@ -196,9 +196,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     ...(netemRecord?.removeError ? { error: `network emulation could not be removed: ${netemRecord.removeError}` } : {}),
     files: uploaded,
   };
-  // The result record goes last: its presence means the node's logs are all in the store.
-  await putJson(store, nodePrefix + nodeFiles.result, nodeResult);
-  await writeFile(join(folder, nodeFiles.result), JSON.stringify(nodeResult, null, 2));
+  await storeResult(store, nodeResult, folder);
   return nodeResult;
 }
 

@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { layout, nodeFiles } from '../core/layout.ts';
 import type { FailureRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
 import { paramsForRank, resolveGroups } from '../spec/groups.ts';
-import { getJson, putJson, type Store } from '../store/store.ts';
+import { getJson, type Store } from '../store/store.ts';
 import { preciseNow } from '../util/clock.ts';
 import type { Identity } from './identity.ts';
 import { killProcesses, processesOfInstance } from './leftovers.ts';
+import { storeResult } from './records.ts';
 import type { RepeatFacts } from './repeat-plan.ts';
 import { filesBelow, uploadFile } from './upload.ts';
 
@@ -148,7 +149,5 @@ export async function recordMissedRepeat(store: Store, manifest: RunManifest, id
     error: 'the agent was restarted after this repeat started: the outcome of the command is unknown; its logs up to then are uploaded',
     files,
   };
-  await putJson(store, nodePrefix + nodeFiles.result, result);
-  await mkdir(folder, { recursive: true });
-  await writeFile(join(folder, nodeFiles.result), JSON.stringify(result, null, 2));
+  await storeResult(store, result, folder);
 }

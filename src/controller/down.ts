@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { layout } from '../core/layout.ts';
-import type { InstanceRecord, RunManifest } from '../core/manifest.ts';
+import { agentEnded, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
 import type { Provider } from '../provider/provider.ts';
 import { provider as providerSchema, type ProviderSpec } from '../spec/schema.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
@@ -37,8 +37,6 @@ export interface EndRunOutcome {
   readonly alreadyEnded: readonly string[];
 }
 
-const TERMINAL: readonly InstanceRecord['state'][] = ['done', 'failed', 'aborted', 'expired'];
-
 /**
  * Ends a run: writes its abort record, gives the agents `graceMs` to stop by themselves, then ends
  * every instance of the run that the provider still knows as running.
@@ -56,7 +54,7 @@ export async function endRun(store: Store, provider: Provider, runId: string, op
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
       const records = await instanceRecords(store, runId).catch(() => []);
-      for (const r of records) if (TERMINAL.includes(r.state)) stopped.add(r.instanceId);
+      for (const r of records) if (agentEnded(r.state)) stopped.add(r.instanceId);
       const gone = new Set((await provider.list(runId)).filter((i) => i.state === 'ended').map((i) => i.id));
       if (live.every((id) => stopped.has(id) || gone.has(id))) break;
       await delay(Math.min(500, Math.max(0, deadline - Date.now())));

@@ -1,10 +1,11 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { UsageError } from '../core/errors.ts';
 import { layout } from '../core/layout.ts';
-import type { RunManifest } from '../core/manifest.ts';
+import { agentEnded, type RunManifest } from '../core/manifest.ts';
 import type { InstanceInfo, Provider } from '../provider/provider.ts';
 import type { LoadedSpec } from '../spec/load.ts';
 import { DEFAULT_STORE } from '../store/open.ts';
+import { countingStore } from '../store/counting.ts';
 import { putJson, type Store } from '../store/store.ts';
 import { publishAgent } from './agent-bundle.ts';
 import { publishArtifact } from './artifact.ts';
@@ -15,6 +16,7 @@ import { openReachableStore } from './reachable.ts';
 import { createProvider } from './providers.ts';
 import { newRunId } from './run-id.ts';
 import { rememberRun } from './run-index.ts';
+import { readProgress, type RunProgress } from './progress.ts';
 import { runStatus, type RunStatus } from './status.ts';
 
 export type RunPhase = 'store' | 'artifact' | 'agent' | 'manifest' | 'launch' | 'run' | 'cleanup';
@@ -22,6 +24,9 @@ export type RunPhase = 'store' | 'artifact' | 'agent' | 'manifest' | 'launch' | 
 export type RunEvent =
   | { readonly type: 'phase'; readonly phase: RunPhase; readonly detail: string }
   | { readonly type: 'launched'; readonly runId: string; readonly instances: readonly InstanceInfo[] }
+  /** How the run stands, while it is followed (from aggregates: see `readProgress`). */
+  | { readonly type: 'progress'; readonly progress: RunProgress }
+  /** The whole status, read once at the end. */
   | { readonly type: 'status'; readonly status: RunStatus };
 
 export interface RunOptions {
@@ -159,7 +164,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     });
     emit({ type: 'launched', runId, instances });
 
-    const { status, lost } = await follow(store, provider, manifest, options, emit);
+    const { status, lost } = await followRun(store, provider, manifest, options, emit);
     outcome = { runId, store: store.locator, status, lostInstances: lost, ok: status.state === 'done' && lost.length === 0 };
     failed = false;
   } finally {
@@ -224,34 +229,50 @@ async function cleanUp(
   return [];
 }
 
-async function follow(
+/**
+ * What following a run of 1,000 or more instances may cost in store requests per minute: the same
+ * prefixes serve the barrier, whose read rate is budgeted carefully (docs/barrier.md). A smaller run
+ * may follow more often (the budget grows as 1,000 / N): its agents load the store less.
+ */
+export const FOLLOW_REQUESTS_PER_MINUTE = 100;
+
+/**
+ * Follows a run until every repeat is over (or every instance has ended) from a few aggregate
+ * objects (`readProgress`), pacing its reads to FOLLOW_REQUESTS_PER_MINUTE; then reads the whole
+ * status once, for the summary and to tell which instances were lost.
+ */
+export async function followRun(
   store: Store,
   provider: Provider,
   manifest: RunManifest,
-  options: RunOptions,
+  options: Pick<RunOptions, 'pollIntervalMs' | 'signal'>,
   emit: (event: RunEvent) => void,
 ): Promise<{ status: RunStatus; lost: string[] }> {
-  const interval = options.pollIntervalMs ?? 500;
+  const minIntervalMs = options.pollIntervalMs ?? 500;
   const deadline = Date.parse(manifest.expiresAt) + 60_000;
+  const counted = countingStore(store);
+  const spent = () => Object.values(counted.counts).reduce((a, b) => a + b, 0);
+  let progress: RunProgress | undefined;
   for (;;) {
     // The provider first: an agent records how it ended before it exits, so the status read after
     // holds the last record of every instance the provider knows as ended.
     const alive = await provider.list(manifest.runId);
-    const status = await runStatus(store, manifest.runId, manifest);
-    emit({ type: 'status', status });
-    if (status.state === 'done' || status.state === 'failed') {
+    const allEnded = alive.length > 0 && alive.every((i) => i.state === 'ended');
+    const before = spent();
+    progress = await readProgress(counted, manifest, { previous: progress, running: new Set(alive.filter((i) => i.state !== 'ended').map((i) => i.id)) });
+    emit({ type: 'progress', progress });
+    const over = progress.state === 'done' || progress.state === 'failed';
+    if (over || allEnded || Date.now() > deadline || options.signal?.aborted) {
+      // Read once in full (when every instance is gone, the last uploads may have landed meanwhile).
+      const status = await runStatus(store, manifest.runId, manifest);
+      emit({ type: 'status', status });
+      if (!over && !allEnded) return { status, lost: [] };
       // Instances the provider knows as ended whose agent never said it finished: they died.
-      const finished = new Set(status.instances.filter((i) => ['done', 'failed', 'aborted', 'expired'].includes(i.state)).map((i) => i.instanceId));
+      const finished = new Set(status.instances.filter((i) => agentEnded(i.state)).map((i) => i.instanceId));
       return { status, lost: alive.filter((i) => i.state === 'ended' && !finished.has(i.id)).map((i) => i.id) };
     }
-    if (alive.length > 0 && alive.every((i) => i.state === 'ended')) {
-      // Every instance is gone: read once more, since the last uploads may have landed meanwhile.
-      const final = await runStatus(store, manifest.runId, manifest);
-      emit({ type: 'status', status: final });
-      const finishedIds = new Set(final.instances.filter((i) => ['done', 'failed', 'aborted', 'expired'].includes(i.state)).map((i) => i.instanceId));
-      return { status: final, lost: alive.filter((i) => !finishedIds.has(i.id)).map((i) => i.id) };
-    }
-    if (Date.now() > deadline || options.signal?.aborted) return { status, lost: [] };
-    await delay(interval, undefined, { signal: options.signal }).catch(() => {});
+    const budget = FOLLOW_REQUESTS_PER_MINUTE * Math.max(1, 1000 / manifest.instances);
+    const waitMs = Math.max(minIntervalMs, ((spent() - before) * 60_000) / budget);
+    await delay(waitMs, undefined, { signal: options.signal }).catch(() => {});
   }
 }

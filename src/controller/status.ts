@@ -1,5 +1,5 @@
 import { layout, nodeFiles } from '../core/layout.ts';
-import type { FailureRecord, InstanceRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
+import { agentEnded, HEARTBEAT_STALE_MS, type FailureRecord, type InstanceRecord, type NodeResult, type RunManifest, type StartRecord } from '../core/manifest.ts';
 import { getJson, type Store } from '../store/store.ts';
 
 export class RunNotFoundError extends Error {
@@ -30,6 +30,11 @@ export interface RepeatStatus {
 export interface RunStatus {
   readonly manifest: RunManifest;
   readonly instances: readonly InstanceRecord[];
+  /**
+   * Agents that have not ended and whose heartbeat (`heartbeatAt`, rewritten every 30 s) is older
+   * than HEARTBEAT_STALE_MS: stuck, or gone without a word (their instance died).
+   */
+  readonly stale: readonly InstanceRecord[];
   readonly repeats: readonly RepeatStatus[];
   readonly state: 'starting' | 'running' | 'done' | 'failed';
 }
@@ -85,13 +90,15 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
       state: finished || everyoneAccounted ? (failed ? 'failed' : 'done') : ready > 0 || start ? 'running' : 'waiting',
     });
   }
-  const ended = instances.length > 0 && instances.every((i) => ['done', 'failed', 'aborted', 'expired'].includes(i.state));
+  const ended = instances.length > 0 && instances.every((i) => agentEnded(i.state));
   const allRepeatsOver = repeats.every((r) => r.state === 'done' || r.state === 'failed');
   const anyFailed = repeats.some((r) => r.state === 'failed') || instances.some((i) => i.state !== 'done' && ended);
   const state = allRepeatsOver || (ended && instances.length >= manifest.instances) ? (anyFailed || !allRepeatsOver ? 'failed' : 'done') : instances.length === 0 ? 'starting' : 'running';
+  const now = Date.now();
+  const stale = instances.filter((i) => !agentEnded(i.state) && now - Date.parse(i.heartbeatAt) > HEARTBEAT_STALE_MS);
   // An imported run is over: it had no instances here, and may have no records but logs.
-  if (manifest.imported && instances.length === 0) return { manifest, instances, repeats, state: 'done' };
-  return { manifest, instances, repeats, state };
+  if (manifest.imported && instances.length === 0) return { manifest, instances, stale, repeats, state: 'done' };
+  return { manifest, instances, stale, repeats, state };
 }
 
 /** Run ids in the store, newest first (run ids start with a sortable time). */

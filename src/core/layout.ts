@@ -1,3 +1,16 @@
+import type { FailureRecord, Outcome } from './manifest.ts';
+
+/** How an instance is through with a repeat: its command's outcome, or the stage that failed. */
+export type DoneKind = Outcome | `${FailureRecord['stage']}-failure`;
+
+/** The instance and kind of a done marker's key, or undefined for another key. */
+export function parseDoneKey(key: string): { instanceId: string; kind: DoneKind } | undefined {
+  const name = key.slice(key.lastIndexOf('/') + 1);
+  const dot = name.lastIndexOf('.');
+  if (dot <= 0) return undefined;
+  return { instanceId: name.slice(0, dot), kind: name.slice(dot + 1) as DoneKind };
+}
+
 /** Where everything of a run lives in the store (keys relative to the store's root). See DESIGN.md. */
 export const layout = {
   artifact: (sha256: string) => `artifacts/${sha256}.tar.gz`,
@@ -17,8 +30,16 @@ export const layout = {
   ready: (runId: string, repeat: number, instanceId: string) =>
     `runs/${runId}/repeats/${repeat}/ready/${instanceId}.json`,
   start: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/start.json`,
+  /** The barrier's progress record (`BarrierProgress`): what its watcher saw, and the start record once closed. */
+  barrier: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/barrier.json`,
   nodesPrefix: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/nodes/`,
   node: (runId: string, repeat: number, rank: number) => `runs/${runId}/repeats/${repeat}/nodes/${rank}/`,
+  /**
+   * One empty object per instance that is through with repeat r, its outcome in the key
+   * (`<instanceId>.<kind>`, see `DoneKind`): one LIST of this prefix tells how a repeat stands.
+   */
+  donePrefix: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/done/`,
+  done: (runId: string, repeat: number, instanceId: string, kind: DoneKind) => `runs/${runId}/repeats/${repeat}/done/${instanceId}.${kind}`,
   /** Written by an instance that could not take part in a repeat (barrier timeout, setup failure). */
   failure: (runId: string, repeat: number, instanceId: string) =>
     `runs/${runId}/repeats/${repeat}/failures/${instanceId}.json`,

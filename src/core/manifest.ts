@@ -78,6 +78,29 @@ export interface StartRecord {
   readonly quorum: boolean;
 }
 
+/**
+ * `repeats/<r>/barrier.json`: what the watcher last saw. Waiting nodes read only this object; once
+ * the set is complete it carries the start record too.
+ */
+export interface BarrierProgress {
+  readonly expected: number;
+  /** Ready records in the watcher's last LIST. */
+  readonly count: number;
+  readonly watcher: string;
+  /** When this record was written (epoch ms, the watcher's clock). */
+  readonly updatedAt: number;
+  /** When the LIST behind it began. */
+  readonly listedAt: number;
+  /** From the start of a LIST to its progress record being stored, lately. */
+  readonly writeLagMs: number;
+  /** The watcher's LIST interval now. */
+  readonly cycleMs: number;
+  readonly nextListAt: number;
+  /** Until then the set is very unlikely to be complete: waiting nodes may sleep. */
+  readonly quietUntil: number;
+  readonly start?: StartRecord;
+}
+
 export type Outcome = 'success' | 'failed' | 'timeout' | 'aborted' | 'error';
 
 /** `repeats/<r>/nodes/<rank>/result.json`. */
@@ -115,6 +138,16 @@ export interface NodeResult {
   readonly error?: string;
   readonly files: readonly string[];
 }
+
+/** Whether an agent in this state has ended (it writes no more records). */
+export function agentEnded(state: InstanceRecord['state']): boolean {
+  return state === 'done' || state === 'failed' || state === 'aborted' || state === 'expired';
+}
+
+/** How often a live agent rewrites its instance record (`heartbeatAt`), at the least. */
+export const HEARTBEAT_INTERVAL_MS = 30_000;
+/** An instance record this old, of an agent that has not ended, means the agent is stuck or gone. */
+export const HEARTBEAT_STALE_MS = 3 * HEARTBEAT_INTERVAL_MS;
 
 /** `instances/<instanceId>.json`: boot record and heartbeat of one instance. */
 export interface InstanceRecord {

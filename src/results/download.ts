@@ -147,7 +147,8 @@ export async function downloadRuns(options: DownloadOptions): Promise<DownloadRe
       const partial = `${path}.${randomBytes(4).toString('hex')}.partial`;
       const index = indexes.get(runId)!;
       try {
-        if (await store.getFile(object.key, partial)) {
+        // An empty object (a done marker, an empty log) is all in the listing: no GET for it.
+        if (object.size === 0 ? (await writeFile(partial, ''), true) : await store.getFile(object.key, partial)) {
           await rename(partial, path);
           index.objects[object.key] = entryOf(object);
           fetched++;

@@ -6,7 +6,7 @@ import { isSweep, planSweep, runSweep, type SweepOutcome } from '../../controlle
 import { pointLabel } from '../../results/matrix.ts';
 import { openStore } from '../../store/open.ts';
 import type { Store } from '../../store/store.ts';
-import type { RepeatStatus } from '../../controller/status.ts';
+import { progressOf, type RepeatProgress } from '../../controller/progress.ts';
 import { loadSpec } from '../../spec/load.ts';
 import type { Spec } from '../../spec/schema.ts';
 import { EXIT } from '../errors.ts';
@@ -240,10 +240,9 @@ async function runWithProgress(
   const repeatDone = Array.from({ length: repeats }, deferred);
   const repeatTasks: Array<ListrTaskWrapper<unknown, never, never> | undefined> = [];
   const details: Record<string, string> = {};
-  const describe = (r: RepeatStatus) => {
-    const done = r.results.length;
-    const failed = r.results.filter((x) => x.outcome !== 'success').length + r.failures.length;
-    return `Repeat ${r.repeat}: ready ${r.ready}/${instances} · done ${done}/${r.members ?? instances}${failed ? ` · failed ${failed}` : ''}`;
+  const describe = (r: RepeatProgress) => {
+    const done = r.succeeded + r.failed;
+    return `Repeat ${r.repeat}: ready ${r.ready}/${instances} · done ${done}/${r.members ?? instances}${r.failed ? ` · failed ${r.failed}` : ''}`;
   };
   const onEvent = (event: RunEvent) => {
     if (event.type === 'phase') {
@@ -256,7 +255,8 @@ async function runWithProgress(
       details.launch = `${event.instances.length} instances, run ${event.runId}`;
       phases.launch.resolve();
     } else {
-      for (const r of event.status.repeats) {
+      const progress = event.type === 'progress' ? event.progress : progressOf(event.status);
+      for (const r of progress.repeats) {
         const task = repeatTasks[r.repeat - 1];
         if (task) task.title = describe(r);
         if (r.state === 'done') repeatDone[r.repeat - 1]!.resolve();

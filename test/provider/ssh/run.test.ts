@@ -140,7 +140,9 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
       pollIntervalMs: 200,
       onEvent: (event) => {
         events.push(event);
-        const running = event.type === 'status' && event.status.instances.some((i) => i.state === 'running');
+        // The commands run once the first repeat's start time has passed.
+        const first = event.type === 'progress' ? event.progress.repeats[0] : undefined;
+        const running = first?.startAt != null && Date.now() >= first.startAt;
         if (running && dropped === 0) dropped = lab.dropConnections(lab.hosts[0]!) + lab.dropConnections(lab.hosts[1]!);
       },
     });
@@ -202,7 +204,8 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
       pollIntervalMs: 200,
       onEvent: (event) => {
         if (event.type === 'launched') runId = event.runId;
-        const running = event.type === 'status' && event.status.instances.filter((i) => i.state === 'running').length === 4;
+        const first = event.type === 'progress' ? event.progress.repeats[0] : undefined;
+        const running = first?.members === 4 && first.startAt !== null && Date.now() >= first.startAt;
         // Another process's view: only the store and this machine's record of the run.
         if (running && !downed) downed = downRun({ runId: runId!, store: join(dir, 'store'), home, graceMs: 20_000 });
       },
