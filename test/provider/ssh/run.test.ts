@@ -185,7 +185,8 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
       pollIntervalMs: 200,
       signal: interrupt.signal,
       onEvent: (event) => {
-        if (event.type === 'status' && event.status.instances.filter((i) => i.state === 'running').length === 2) interrupt.abort();
+        const first = event.type === 'progress' ? event.progress.repeats[0] : undefined;
+        if (first?.members === 2 && first.startAt !== null && Date.now() >= first.startAt) interrupt.abort();
       },
     });
     expect(interrupted.status.repeats[0]?.results.map((r) => r.outcome) ?? []).not.toContain('success');
