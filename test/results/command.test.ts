@@ -63,6 +63,24 @@ describe('lockstep results', () => {
     expect(report.metrics[0]!.repeats[0]!.samples).toBe(3 * 40 * 4);
   });
 
+  it('prints every node’s values as `run,repeat,rank,metric,value` with --csv --per-node, and refuses --per-node alone', async () => {
+    const out = capture();
+    await runResultsCommand({ id: fake.runId, download: false, cwd: dir.path, csv: true, perNode: true, write: out.write });
+    const lines = out.text().trim().split('\n');
+    expect(lines[0]).toBe('run,repeat,rank,metric,value');
+    const rows = parseCsv(out.text());
+    // Per node: the framework's figures and each metric the node had.
+    const node = fake.repeats[1]!.nodes[2]!;
+    const of = (metric: string) => rows.find((r) => r.repeat === '2' && r.rank === '2' && r.metric === metric)?.value;
+    expect(Number(of('durationMs'))).toBe(node.result!.durationMs);
+    expect(Number(of('bytes_out'))).toBe(node.samples.bytes_out![0]);
+    expect(Number(of('retransmits'))).toBe(node.samples.retransmits!.at(-1));
+    expect(rows.every((r) => r.value !== '')).toBe(true);
+    await expect(runResultsCommand({ id: fake.runId, download: false, cwd: dir.path, perNode: true, write: () => {} })).rejects.toThrow(
+      /`--per-node` prints rows for a script: add --csv \(or --json\)/,
+    );
+  });
+
   it('parses its arguments with citty, --no-download included', async () => {
     const write = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     const cwd = vi.spyOn(process, 'cwd').mockReturnValue(dir.path);

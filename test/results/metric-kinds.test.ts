@@ -4,6 +4,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RunManifest } from '../../src/core/manifest.ts';
 import { loadLocalRun, type LocalRun } from '../../src/results/local-run.ts';
 import { extractMetrics, MetricSpecError, type AnalysisInput } from '../../src/results/metrics.ts';
+import { analyseRun } from '../../src/results/report.ts';
+import { formatReport } from '../../src/results/results.ts';
 import { parseSpec } from '../../src/spec/load.ts';
 import { tempDir } from './fixture.ts';
 
@@ -163,6 +165,18 @@ describe('a metric that found nothing says so', () => {
     expect(metrics[0]!.nothingFound).toBe(
       'looked for files/stats/summary.txt: no node has it, and `collect` does not list it: add `stats/summary.txt` (or its folder) to `collect`, or have the command write it to {{outputDir}}',
     );
+  });
+
+  it('shows one row, "found nothing", and the reason under the table, instead of rows of dashes', async () => {
+    await handRun('summary', [[{ stdout: 'x\n' }, { stdout: 'y\n' }]], {
+      collect: [],
+      specSource: 'metrics:\n  - name: bytes_out\n    regex: "^bytes_out (?<value>[0-9]+)$"\n    file: stats/summary.txt\n',
+    });
+    const report = await analyseRun(join(dir.path, 'summary'));
+    const table = formatReport(report, 'table').replaceAll('\n  ', ' ');
+    expect(table).toMatch(/^bytes_out\s+found nothing\s*$/m);
+    expect(table).not.toMatch(/^bytes_out (min|samples)/m);
+    expect(table).toContain('bytes_out found nothing: looked for files/stats/summary.txt: no node has it, and `collect` does not list it');
   });
 
   it('says when `collect` lists the file but no node uploaded it', async () => {

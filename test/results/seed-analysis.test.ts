@@ -60,6 +60,14 @@ describe('the seed’s sample, imported and analysed with the example spec', () 
     expect(corrupted.bandwidth).toBe(47520);
     expect(seedFigures(byRun.get(lines[1]![0]!)!).bandwidth).toBe(19928);
 
+    // A bad declaration in --spec: one line, exit 2.
+    await writeFile(join(cwd, 'bad.yaml'), (await readFile(SPEC, 'utf8')).replace('expr: multicast + computation', 'expr: multicast + computaton'));
+    const bad = await runLockstep(['results', sweepId, '--store', 'store', '--spec', 'bad.yaml'], { cwd, env: { LOCKSTEP_HOME: home() } });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr.trim().split('\n')).toEqual([
+      expect.stringMatching(/^lockstep: bad\.yaml:\d+:5: metrics\.0\.expr: Unknown metric `computaton` in `multicast \+ computaton`: did you mean `computation`\?$/),
+    ]);
+
     // The table prints the seed's line, and the relay is left out of every metric.
     expect(formatReport(byRun.get(lines[0]![0]!)!, 'table')).toMatch(/^worst over 8 repeats: repeat \d, rank \d+:\n\s+adjusted,multicast,computation,[a-z_,]+ = 605,243,362,/m);
     expect(byRun.get(lines[0]![0]!)!.metrics.every((m) => m.repeats.every((r) => r.excludedRanks.join() === '16'))).toBe(true);
