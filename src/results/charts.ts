@@ -29,6 +29,8 @@ export function reportCharts(report: Report): ChartSpec[] {
 }
 
 export function runCharts(report: RunReport): ChartSpec[] {
+  // Logs without records (an import) have nothing but metrics to chart.
+  if (!report.figures.recorded) return report.metrics.map((metric) => metricChart(metric, report.runId));
   const charts = [durationChart(report)];
   for (const repeat of report.figures.repeats.filter((r) => r.perNode.some((n) => n.timeline)).slice(0, MAX_TIMELINES)) {
     charts.push(timelineChart(repeat, report.runId));

@@ -256,7 +256,7 @@ export function nodeFilePath(nodeDir: string, file: string): string {
 
 /** Every group an `exclude` names must be a group of the run. */
 function checkGroups(run: LocalRun, rules: readonly ExcludeRule[]): void {
-  const known = new Set(run.manifest.groups.map((g, i) => g.name ?? `group${i}`));
+  const known = new Set((run.manifest.groups ?? []).map((g, i) => g.name ?? `group${i}`));
   for (const rule of rules) {
     for (const group of rule.spec.groups ?? []) {
       if (!known.has(group)) {
@@ -282,7 +282,7 @@ function excludes(rule: ExcludeRule, run: LocalRun, node: LocalNode, n: number, 
 function groupsOf(run: LocalRun, node: LocalNode, n: number): readonly string[] {
   if (node.result?.groups) return node.result.groups;
   try {
-    return resolveGroups(run.manifest.groups, n)
+    return resolveGroups(run.manifest.groups ?? [], n)
       .filter((g) => g.ranks.includes(node.rank))
       .map((g) => g.name);
   } catch {
