@@ -4,7 +4,7 @@
 // whatever it left (processes, privileged rules), and lists what runs left behind. The wire format
 // is core/host-control.ts.
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -31,6 +31,16 @@ function readInstance(dir: string): HostInstance | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Fetches `url` (a presigned GET of the agent bundle) into `path`. */
+async function download(url: string, path: string): Promise<{ bytes: number }> {
+  const response = await fetch(url, { signal: AbortSignal.timeout(120_000) });
+  if (!response.ok) throw new Error(`GET answered ${response.status} ${response.statusText}`);
+  const bytes = Buffer.from(await response.arrayBuffer());
+  writeFileSync(`${path}.partial`, bytes);
+  renameSync(`${path}.partial`, path);
+  return { bytes: bytes.length };
 }
 
 /** Starts the agent in a session of its own: a dropped SSH connection does not reach it. */
@@ -138,6 +148,9 @@ async function main(): Promise<void> {
   switch (command) {
     case 'start':
       output = start(input as unknown as StartRequest);
+      break;
+    case 'fetch':
+      output = await download(String(input.url), String(input.path));
       break;
     case 'watch':
       return watch(String(input.dir));

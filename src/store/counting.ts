@@ -47,6 +47,7 @@ export function countingStore(store: Store, counts: RequestCounts = noRequests()
       counts.delete++;
       return store.delete(key);
     },
+    ...(store.urlFor ? { urlFor: store.urlFor.bind(store) } : {}),
     dispose: () => store.dispose(),
   };
 }

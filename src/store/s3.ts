@@ -120,6 +120,10 @@ export function createS3Store(options: S3StoreOptions): Store {
         await rm(temporary, { force: true });
       }
     },
+    async urlFor(key, expiresInSeconds) {
+      const { getSignedUrl } = await import('@aws-sdk/s3-request-presigner');
+      return getSignedUrl(s3.client, new GetObjectCommand({ Bucket: bucket, Key: keyOf(key) }), { expiresIn: expiresInSeconds });
+    },
     async list(listPrefix, listOptions?: ListOptions) {
       const pageSize = listOptions?.pageSize ?? MAX_PAGE_SIZE;
       if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {

@@ -44,6 +44,11 @@ export interface Store {
   list(prefix: string, options?: ListOptions): Promise<ObjectInfo[]>;
   /** Removes the object; removing a missing key is not an error. */
   delete(key: string): Promise<void>;
+  /**
+   * A URL that anyone holding it may GET the object from for `expiresInSeconds` (S3: presigned),
+   * for a machine that has no lockstep yet. Stores without one (a folder) leave it out.
+   */
+  urlFor?(key: string, expiresInSeconds: number): Promise<string>;
   dispose(): Promise<void>;
 }
 

@@ -124,13 +124,14 @@ export class SshConnection {
     });
   }
 
-  /** Writes `data` to `remotePath` over SFTP (atomically: a temporary name, then a rename). */
+  /** Writes `data` to `remotePath` over SFTP (atomically: a temporary name, then a rename; OpenSSH's sftp server). */
   async put(data: Buffer, remotePath: string, mode = 0o644): Promise<void> {
     const sftp = await new Promise<SFTPWrapper>((resolve, reject) => this.client.sftp((error, s) => (error ? reject(this.lost(error)) : resolve(s))));
     try {
       const temporary = `${remotePath}.${process.pid}.tmp`;
       await new Promise<void>((resolve, reject) => sftp.writeFile(temporary, data, { mode }, (error) => (error ? reject(error) : resolve())));
-      await new Promise<void>((resolve, reject) => sftp.rename(temporary, remotePath, (error) => (error ? reject(error) : resolve())));
+      // OpenSSH's rename replaces the target, as rename(2) does; plain SFTP rename refuses to.
+      await new Promise<void>((resolve, reject) => sftp.ext_openssh_rename(temporary, remotePath, (error) => (error ? reject(error) : resolve())));
     } finally {
       sftp.end();
     }

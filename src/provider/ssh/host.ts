@@ -127,20 +127,35 @@ export function absoluteWorkDir(home: string, workDir: string): string {
   return workDir.startsWith('/') ? workDir : posix.join(home, workDir.replace(/^~\/?/, ''));
 }
 
-/** How the agent bundle gets to the host: copied from the shared store folder, or sent over SFTP. */
-export type BundleSource = { readonly sharedPath: string } | { readonly bytes: Buffer };
+/**
+ * Where the host gets the agent bundle: the shared store folder; or from an S3 store by a presigned
+ * URL, with the bytes to send over SFTP when the host cannot fetch it.
+ */
+export type BundleSource = { readonly sharedPath: string } | { readonly url?: string; readonly bytes: Buffer };
 
-/** Makes the instance's folder, puts the agent there, and starts it detached. Returns its pid. */
-export async function startAgent(connection: SshConnection, node: string, request: StartRequest, bundle: BundleSource): Promise<number> {
-  const dir = request.dir;
+/** How the agent bundle got to a host. */
+export type BundleRoute = 'shared folder' | 'store' | 'sftp';
+
+/** Makes the instance's folder and puts the agent bundle there. */
+export async function placeAgent(connection: SshConnection, node: string, dir: string, bundle: BundleSource): Promise<BundleRoute> {
   const made = await connection.exec(`mkdir -p ${shellQuote(dir)} && chmod 700 ${shellQuote(dir)}`, { timeoutMs: 30_000 });
   if (made.code !== 0) throw new Error(`cannot make ${dir}: ${made.stderr.trim()}`);
+  const target = posix.join(dir, AGENT_FILE);
   if ('sharedPath' in bundle) {
-    const copied = await connection.exec(`cp ${shellQuote(bundle.sharedPath)} ${shellQuote(posix.join(dir, AGENT_FILE))}`, { timeoutMs: 60_000 });
+    const copied = await connection.exec(`cp ${shellQuote(bundle.sharedPath)} ${shellQuote(target)}`, { timeoutMs: 60_000 });
     if (copied.code !== 0) throw new Error(`cannot copy the agent from the shared store: ${copied.stderr.trim()}`);
-  } else {
-    await connection.put(bundle.bytes, posix.join(dir, AGENT_FILE));
+    return 'shared folder';
   }
+  if (bundle.url) {
+    const fetched = await runHelper<{ bytes: number }>(connection, node, 'fetch', { url: bundle.url, path: target }, { timeoutMs: 150_000 }).catch(() => undefined);
+    if (fetched?.bytes === bundle.bytes.length) return 'store';
+  }
+  await connection.put(bundle.bytes, target);
+  return 'sftp';
+}
+
+/** Starts the agent placed in `request.dir`, detached. Returns its pid. */
+export async function startAgent(connection: SshConnection, node: string, request: StartRequest): Promise<number> {
   const { pid } = await runHelper<{ pid: number }>(connection, node, 'start', request);
   return pid;
 }

@@ -13,7 +13,7 @@ import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
 import { LaunchError } from '../provider.ts';
 import { describeTarget, SshError, type SshTarget } from './connection.ts';
 import { defaultKnownHostsFile } from './known-hosts.ts';
-import { instanceDir, instanceStatus, probeHost, startAgent, stopInstance, watchAgent, type BundleSource, type HostFacts } from './host.ts';
+import { instanceDir, instanceStatus, placeAgent, probeHost, startAgent, stopInstance, watchAgent, type BundleRoute, type BundleSource, type HostFacts } from './host.ts';
 import { instanceIds, loadInventory, selectHosts, type InventoryHost } from '../../spec/inventory.ts';
 import { forEachHost, SshPool } from './pool.ts';
 import { readSshRunStates, removeSshRunState, writeSshRunState, type SshInstanceState, type SshRunState } from './state.ts';
@@ -148,7 +148,8 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
         } else {
           const bytes = await store.get(request.boot.agentKey);
           if (!bytes) throw new LaunchError(`The agent bundle ${request.boot.agentKey} is not in the store`, []);
-          bundle = { bytes: Buffer.from(bytes) };
+          // Each host fetches it from the store where it can; over SFTP from here where it cannot.
+          bundle = { bytes: Buffer.from(bytes), ...(store.urlFor ? { url: await store.urlFor(request.boot.agentKey, 3600) } : {}) };
         }
       } finally {
         await store.dispose();
@@ -207,8 +208,11 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
       // 2. The agents start; if one cannot, those started are ended and their folders removed.
       await writeSshRunState(home, state());
       let started = 0;
+      const routes = new Map<BundleRoute, number>();
       const failedStarts = await eachHost(instances, async (instance) => {
         const connection = await pool.connection(instance.target);
+        const route = await placeAgent(connection, instance.node, instance.dir!, bundle);
+        routes.set(route, (routes.get(route) ?? 0) + 1);
         await startAgent(
           connection,
           instance.node,
@@ -225,7 +229,6 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
             },
             instance: { runId: request.runId, instanceId: instance.id, store: request.boot.store, expiresAt: request.boot.expiresAt.toISOString() },
           },
-          bundle,
         );
         request.onProgress?.(`started ${++started}/${instances.length} agents`);
       });
@@ -238,6 +241,7 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
         const lines = failedStarts.map(({ item, error }) => `${item.target.name} (${describeTarget(item.target)}): ${(error as Error).message}`);
         throw new LaunchError(`Could not start the agent on ${lines.length} host(s); the others were stopped:\n  ${lines.join('\n  ')}`, []);
       }
+      request.onProgress?.(`agent bundle: ${[...routes].map(([route, count]) => `${count} host(s) from the ${route === 'sftp' ? 'controller over SFTP' : route}`).join(', ')}`);
       for (const instance of instances) {
         tracked.set(`${instance.runId}/${instance.id}`, instance);
         watchers.push(watch(instance));

@@ -1,7 +1,11 @@
+import { once } from 'node:events';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, SshError, type SshTarget } from '../../../src/provider/ssh/connection.ts';
+import { placeAgent } from '../../../src/provider/ssh/host.ts';
 import { keysFor } from '../../../src/provider/ssh/known-hosts.ts';
 import { tempDir } from '../../helpers/temp.ts';
 import { missingSshSupport, startTestHosts, type TestHosts } from './hosts.ts';
@@ -85,6 +89,25 @@ describe.skipIf(missing)('SSH connections to real sshd', () => {
     retried.length = 0;
     await connect(target(0, { keyFile: lab.strangerKeyFile }), options).catch(() => {});
     expect(retried).toEqual([]);
+  });
+
+  it('puts the agent bundle on a host from a URL it can fetch, else over SFTP', async () => {
+    const bundle = Buffer.from('// an agent bundle\n'.repeat(1000));
+    const server = createServer((request, response) => (request.url === '/agent.mjs' ? response.end(bundle) : response.writeHead(404).end())).listen(0, lab.gateway);
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const connection = await connect(target(0), { knownHosts: lab.knownHosts, hostKeys: 'strict' });
+    try {
+      const dir = join(lab.hosts[0]!.workDir, 'bundle-test');
+      expect(await placeAgent(connection, 'node', join(dir, 'a'), { url: `http://${lab.gateway}:${port}/agent.mjs`, bytes: bundle })).toBe('store');
+      // A URL the host cannot fetch (nothing listens there), or that answers something else: SFTP.
+      expect(await placeAgent(connection, 'node', join(dir, 'b'), { url: `http://${lab.gateway}:1/agent.mjs`, bytes: bundle })).toBe('sftp');
+      expect(await placeAgent(connection, 'node', join(dir, 'c'), { url: `http://${lab.gateway}:${port}/other`, bytes: bundle })).toBe('sftp');
+      for (const name of ['a', 'b', 'c']) expect(readFileSync(join(dir, name, 'agent.mjs')).equals(bundle)).toBe(true);
+    } finally {
+      connection.close();
+      server.close();
+    }
   });
 
   it('says what to do with a key file that is missing or protected by a passphrase', async () => {

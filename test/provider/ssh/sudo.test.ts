@@ -100,8 +100,17 @@ describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 stor
   it('runs through `sudo -n` once the login may run tc, with the store on S3 and the emulation removed after', async () => {
     writeFileSync(sudoers, `${user} ALL=(root) NOPASSWD: /usr/sbin/tc\n`, { mode: 0o440 });
     const dir = experiment();
-    const outcome = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
+    const progress: string[] = [];
+    const outcome = await runExperiment({
+      loaded: loadSpec(join(dir, 'spec.yaml')),
+      home: join(dir, 'home'),
+      cwd: dir,
+      pollIntervalMs: 200,
+      onEvent: (event) => event.type === 'phase' && event.phase === 'launch' && progress.push(event.detail),
+    });
     expect({ ok: outcome.ok, lost: outcome.lostInstances }).toEqual({ ok: true, lost: [] });
+    // Each host fetched the agent from the bucket itself (a presigned URL).
+    expect(progress).toContain('agent bundle: 2 host(s) from the store');
     const store = await openStore(outcome.store);
     try {
       for (const rank of [0, 1]) {
