@@ -92,7 +92,7 @@ export async function probeHost(connection: SshConnection, options: ProbeOptions
   const [nodeExit, nodeVersion] = [...(facts.get('node') ?? [])];
   const install = `install Node.js ${MIN_NODE_MAJOR} or later there (https://nodejs.org/en/download, or the distribution's package), or point \`lockstep_node\` in the inventory (or \`provider.node\`) at one`;
   if (nodeExit !== '0') {
-    const said = nodeExit === '127' ? `\`${options.node}\` is not on the PATH there` : `\`${options.node}\` failed (exit ${nodeExit}: ${nodeVersion})`;
+    const said = nodeExit === '127' ? `\`${options.node}\` is not there${options.node.includes('/') ? '' : ' (not on the PATH of a non-interactive login)'}` : `\`${options.node}\` failed (exit ${nodeExit}: ${nodeVersion})`;
     throw new SshError(target.name, 'node', `${where}: no Node.js ≥ ${MIN_NODE_MAJOR}: ${said}: ${install}`);
   }
   const major = Number(/^v?(\d+)\./.exec(nodeVersion ?? '')?.[1]);

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { layout } from '../../core/layout.ts';
 import type { RunManifest } from '../../core/manifest.ts';
-import { PRIVILEGED_PURPOSE, privilegedToolsFor } from '../../core/privileged-tools.ts';
+import { PRIVILEGED_TOOLS, privilegedToolsFor } from '../../core/privileged-tools.ts';
 import { JUMP, type SshProviderSpec } from '../../spec/provider-ssh.ts';
 import { openStore } from '../../store/open.ts';
 import { getJson } from '../../store/store.ts';
@@ -296,14 +296,14 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
 function checkHost(target: SshTarget, facts: HostFacts, tools: readonly string[], storePath: string | undefined): void {
   const where = `${target.name} (${describeTarget(target)})`;
   for (const tool of tools) {
-    const purpose = PRIVILEGED_PURPOSE[tool] ?? tool;
+    const { purpose, feature, install } = PRIVILEGED_TOOLS[tool] ?? { purpose: tool, feature: tool, install: tool };
     const path = facts.tools[tool];
-    if (!path) throw new SshError(target.name, 'sudo', `${where}: ${purpose} needs \`${tool}\`, which is not installed there: install it (${tool === 'tc' ? 'iproute2' : tool})`);
+    if (!path) throw new SshError(target.name, 'sudo', `${where}: ${purpose} needs \`${tool}\`, which is not installed there: install ${install}`);
     if (!facts.sudo[tool]) {
       throw new SshError(
         target.name,
         'sudo',
-        `${where}: ${purpose} needs root for \`${path}\`, and the login (uid ${facts.uid}) has no passwordless sudo for it: allow it (a sudoers rule \`${target.user ?? userInfo().username} ALL=(root) NOPASSWD: ${path}\`), log in as root (\`ansible_user\`), or leave ${purpose.split(' (')[0]} out of the spec`,
+        `${where}: ${purpose} needs root for \`${path}\`, and the login (uid ${facts.uid}) has no passwordless sudo for it: allow it (a sudoers rule \`${target.user ?? userInfo().username} ALL=(root) NOPASSWD: ${path}\`), log in as root (\`ansible_user\`), or leave ${feature} out of the spec`,
       );
     }
   }

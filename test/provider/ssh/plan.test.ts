@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { FaultAction } from '../../../src/core/faults.ts';
+import { privilegedToolsFor } from '../../../src/core/privileged-tools.ts';
 import { describeSshPlan } from '../../../src/provider/ssh/plan.ts';
 import { loadSpec } from '../../../src/spec/load.ts';
 import { tempDir } from '../../helpers/temp.ts';
@@ -19,5 +21,16 @@ describe('the plan of an SSH run (--dry-run)', () => {
     expect(text).toContain('SSH plan: 2 agent(s) on these hosts of');
     expect(text).toContain('(through me@bastion); 3 repeat(s)');
     expect(text.split('\n').at(-1)).toBe('Nothing was started.');
+  });
+});
+
+describe('the privileged tools a run needs on its hosts', () => {
+  it('are tc for network emulation (of the spec or a fault) and nft for partitions', () => {
+    const event = (action: FaultAction) => ({ id: '0#1', entry: 0, occurrence: 1, action, atMs: 0, repeats: [1], targets: [0] });
+    const timeline = (...actions: FaultAction[]) => ({ seeds: [], events: actions.map(event) });
+    expect(privilegedToolsFor({})).toEqual([]);
+    expect(privilegedToolsFor({ network: { overrides: [], latency: {}, delayMs: 10 } })).toEqual(['tc']);
+    expect(privilegedToolsFor({ faults: timeline('kill', 'pause', 'restart') })).toEqual([]);
+    expect(privilegedToolsFor({ faults: timeline('network', 'partition') })).toEqual(['tc', 'nft']);
   });
 });

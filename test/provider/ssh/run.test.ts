@@ -86,17 +86,19 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     expect(readdirSync(join(home, 'ssh', 'runs'))).toEqual([]);
   });
 
-  it('refuses an unreachable host and one that refuses the key, naming each with its fix, and starts nothing anywhere', async () => {
+  it('refuses an unreachable host, one that refuses the key and one without Node.js, naming each with its fix, and starts nothing anywhere', async () => {
     const inventory = lab.inventory({
-      hostVars: (host) => (host.name === 'h1' ? { ansible_port: 2 } : host.name === 'h2' ? { ansible_ssh_private_key_file: lab.strangerKeyFile } : {}),
+      hostVars: (host) =>
+        ({ h1: { ansible_port: 2 }, h2: { ansible_ssh_private_key_file: lab.strangerKeyFile }, h3: { lockstep_node: '/opt/none/bin/node' } })[host.name] ?? {},
     });
     const dir = experiment({ inventory });
     const error = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SshLaunchError);
     const message = (error as SshLaunchError).message;
-    expect(message).toMatch(/^2 hosts cannot be used; nothing was started:/);
+    expect(message).toMatch(/^3 hosts cannot be used; nothing was started:/);
     expect(message).toMatch(/h1 \(root@198\.18\.\d+\.11:2\): unreachable \(.*ECONNREFUSED.*\): check that the host is up and sshd listens on port 2/);
     expect(message).toMatch(/h2 \(root@198\.18\.\d+\.12\): authentication refused \(tried key .*id_stranger\): add the public key/);
+    expect(message).toMatch(/h3 \(root@198\.18\.\d+\.13\): no Node\.js ≥ 20: `\/opt\/none\/bin\/node` is not there: install Node\.js 20 or later there .*, or point `lockstep_node` in the inventory/);
     expect((error as SshLaunchError).exitCode).toBe(2);
     expectHostsClean();
 

@@ -92,7 +92,7 @@ describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 stor
     expect(error).toBeInstanceOf(SshLaunchError);
     expect((error as SshLaunchError).exitCode).toBe(2);
     expect((error as SshLaunchError).message).toMatch(
-      new RegExp(`h0 \\(${user}@[\\d.]+\\): network emulation \\(\`network\` in the spec\\) needs root for \`/usr/sbin/tc\`, and the login \\(uid \\d+\\) has no passwordless sudo for it: allow it \\(a sudoers rule \`${user} ALL=\\(root\\) NOPASSWD: /usr/sbin/tc\`\\)`),
+      new RegExp(`h0 \\(${user}@[\\d.]+\\): network emulation \\(\`network\`, or a \`network\` fault, in the spec\\) needs root for \`/usr/sbin/tc\`, and the login \\(uid \\d+\\) has no passwordless sudo for it: allow it \\(a sudoers rule \`${user} ALL=\\(root\\) NOPASSWD: /usr/sbin/tc\`\\)`),
     );
     nothingOnHosts();
   });
