@@ -17,7 +17,8 @@ import { parseCsv, tempDir } from './fixture.ts';
  * protocols.
  */
 
-const SAMPLE = fileURLToPath(new URL('../../../../shared/seed/results-sample/', import.meta.url));
+// A copy of the seed's sample (shared/seed/results-sample), so that the test reads the same logs wherever it runs.
+const SAMPLE = fileURLToPath(new URL('../fixtures/seed-results-sample/', import.meta.url));
 const SPEC = fileURLToPath(new URL('../../examples/seed-analysis/lockstep.yaml', import.meta.url));
 const CORRUPTED = join(SAMPLE, 'GroupSize17-ExpIdcorrupted-0428-atSize38');
 const NORMAL = join(SAMPLE, 'GroupSize17-ExpIdnormal-0428-atSize38');
