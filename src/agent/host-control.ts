@@ -8,7 +8,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync,
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AGENT_FILE, INSTANCE_FILE, type HostInstance, type ScannedInstance, type StartRequest, type StopReport } from '../core/host-control.ts';
+import { AGENT_FILE, AGENT_LOG_TAIL, INSTANCE_FILE, type HostInstance, type ScannedInstance, type StartRequest, type StopReport } from '../core/host-control.ts';
 import { killProcesses, processesOfInstance } from './leftovers.ts';
 import { runUndoJournal } from './privileged.ts';
 
@@ -105,6 +105,7 @@ async function stop(dir: string, graceMs: number, remove: boolean): Promise<Stop
     leftoversKilled = killProcesses(processesOfInstance(instance.runId, instance.instanceId));
   }
   const undone = await runUndoJournal(dir);
+  const agentLog = tail(join(dir, LOG_FILE), AGENT_LOG_TAIL);
   if (remove && existsSync(dir)) {
     rmSync(dir, { recursive: true, force: true });
     try {
@@ -112,7 +113,17 @@ async function stop(dir: string, graceMs: number, remove: boolean): Promise<Stop
       rmdirSync(dirname(dir));
     } catch {}
   }
-  return { wasRunning, stoppedByItself, leftoversKilled, undone, removed: remove };
+  return { wasRunning, stoppedByItself, leftoversKilled, undone, removed: remove, ...(agentLog !== undefined ? { agentLog } : {}) };
+}
+
+/** The last `bytes` of a file, or undefined when there is none. */
+function tail(path: string, bytes: number): string | undefined {
+  try {
+    const text = readFileSync(path);
+    return text.subarray(Math.max(0, text.length - bytes)).toString('utf8');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Every instance folder below `<workDir>/runs/` (`workDir` relative to the home folder), with whether its agent and processes still run. */

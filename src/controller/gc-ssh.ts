@@ -8,7 +8,9 @@ import { scanHost, stopInstance } from '../provider/ssh/host.ts';
 import { jumpTarget } from '../provider/ssh/provider.ts';
 import { forEachHost, SshPool } from '../provider/ssh/pool.ts';
 import { defaultKnownHostsFile } from '../provider/ssh/known-hosts.ts';
-import { readSshRunStates, removeSshRunState } from '../provider/ssh/state.ts';
+import { agentLogPath, readSshRunStates, removeSshRunState } from '../provider/ssh/state.ts';
+import type { StopReport } from '../core/host-control.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import { loadInventory, selectHosts } from '../spec/inventory.ts';
 import { runOverInStore, type LocalEndReason } from './gc.ts';
 
@@ -76,6 +78,10 @@ export async function collectSshGarbage(options: SshGcOptions): Promise<SshGcRep
       const connection = await pool.connection(target);
       for (const instance of await scanHost(connection, node, host.workDir ?? options.workDir ?? '.lockstep')) {
         const which = { host: host.name, runId: instance.runId, instanceId: instance.instanceId };
+        const keepLog = async (report: StopReport) => {
+          if (report.agentLog !== undefined) await writeFileAtomic(agentLogPath(options.home, instance.runId, instance.instanceId), report.agentLog);
+          return report;
+        };
         if (instance.alive) {
           const expired = instance.expiresAt !== '' && Date.parse(instance.expiresAt) <= options.now.getTime();
           if (!overByRun.has(instance.runId)) overByRun.set(instance.runId, instance.store ? runOverInStore(instance.store, instance.runId) : Promise.resolve(undefined));
@@ -84,11 +90,11 @@ export async function collectSshGarbage(options: SshGcOptions): Promise<SshGcRep
             running++;
             continue;
           }
-          if (!options.dryRun) await stopInstance(connection, node, instance.dir, { graceMs: 10_000, remove: true });
+          if (!options.dryRun) await keepLog(await stopInstance(connection, node, instance.dir, { graceMs: 10_000, remove: true }));
           ended.push({ ...which, reason });
           continue;
         }
-        const report = options.dryRun ? { leftoversKilled: instance.processes, undone: 0 } : await stopInstance(connection, node, instance.dir, { graceMs: 0, remove: true });
+        const report = options.dryRun ? { leftoversKilled: instance.processes, undone: 0 } : await keepLog(await stopInstance(connection, node, instance.dir, { graceMs: 0, remove: true }));
         removed.push({ ...which, processes: report.leftoversKilled, undone: report.undone });
       }
     });

@@ -28,7 +28,11 @@ export interface StopReport {
   readonly leftoversKilled: number;
   readonly undone: number;
   readonly removed: boolean;
+  /** The end of the agent's own log (at most `AGENT_LOG_TAIL` bytes), read before its folder went. */
+  readonly agentLog?: string;
 }
+
+export const AGENT_LOG_TAIL = 64 * 1024;
 
 export interface ScannedInstance extends HostInstance {
   readonly dir: string;

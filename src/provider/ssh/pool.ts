@@ -17,6 +17,9 @@ export class SshPool {
   readonly #connections = new Map<string, Promise<SshConnection>>();
   #jump: Promise<SshConnection> | undefined;
   #closed = false;
+  /** Connections being opened, and those waiting for a turn: at most `concurrency` connect at once (reconnects too). */
+  #connecting = 0;
+  readonly #waiting: Array<() => void> = [];
 
   constructor(readonly options: PoolOptions) {}
 
@@ -39,13 +42,26 @@ export class SshPool {
   }
 
   #open(key: string, target: SshTarget): Promise<SshConnection> {
-    const opening = (async () => this.#connect(target, this.options.jump ? await this.#bastion() : undefined))();
+    const opening = this.#limited(async () => this.#connect(target, this.options.jump ? await this.#bastion() : undefined));
     this.#connections.set(key, opening);
     // A failure is not kept: the next caller tries again.
     opening.catch(() => {
       if (this.#connections.get(key) === opening) this.#connections.delete(key);
     });
     return opening;
+  }
+
+  async #limited<T>(work: () => Promise<T>): Promise<T> {
+    if (this.#connecting >= this.options.concurrency) await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    else this.#connecting++;
+    try {
+      return await work();
+    } finally {
+      // The turn passes to the next in line, or is given back.
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#connecting--;
+    }
   }
 
   #bastion(): Promise<SshConnection> {

@@ -16,7 +16,8 @@ import { defaultKnownHostsFile } from './known-hosts.ts';
 import { instanceDir, instanceStatus, placeAgent, probeHost, startAgent, stopInstance, watchAgent, type BundleRoute, type BundleSource, type HostFacts } from './host.ts';
 import { instanceIds, loadInventory, selectHosts, type InventoryHost } from '../../spec/inventory.ts';
 import { forEachHost, SshPool } from './pool.ts';
-import { readSshRunStates, removeSshRunState, writeSshRunState, type SshInstanceState, type SshRunState } from './state.ts';
+import { writeFileAtomic } from '../../util/atomic-write.ts';
+import { agentLogPath, readSshRunStates, removeSshRunState, writeSshRunState, type SshInstanceState, type SshRunState } from './state.ts';
 
 export interface SshProviderOptions {
   /** Where this machine keeps what it knows of SSH runs (default `$LOCKSTEP_HOME` or `~/.lockstep`). */
@@ -267,7 +268,10 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
       const targets = (await instancesOf()).filter((i) => wanted.has(i.id));
       const failures = await eachHost(targets, async (instance) => {
         const connection = await instance.pool.connection(instance.target);
-        await stopInstance(connection, instance.node, instance.dir!, { graceMs: stopGraceMs, remove: true });
+        const report = await stopInstance(connection, instance.node, instance.dir!, { graceMs: stopGraceMs, remove: true });
+        // The host keeps nothing: the agent's own log comes here (it tells why an agent that could
+        // not reach the store ended early, which the store cannot).
+        if (report.agentLog !== undefined) await writeFileAtomic(agentLogPath(home, instance.runId, instance.id), report.agentLog);
         instance.ended = true;
       });
       // A run is forgotten once every instance of it has been ended.

@@ -30,6 +30,9 @@ export interface SshInstanceState {
 
 const runsDir = (home: string) => join(home, 'ssh', 'runs');
 
+/** Where the end of an agent's own log is kept once its host's folder is removed: `<home>/ssh/logs/<runId>/<instanceId>.log`. */
+export const agentLogPath = (home: string, runId: string, instanceId: string) => join(home, 'ssh', 'logs', runId, `${instanceId}.log`);
+
 export async function writeSshRunState(home: string, state: SshRunState): Promise<void> {
   await writeFileAtomic(join(runsDir(home), `${state.runId}.json`), JSON.stringify(state, null, 2));
 }

@@ -1,11 +1,12 @@
 import { once } from 'node:events';
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, SshError, type SshTarget } from '../../../src/provider/ssh/connection.ts';
 import { placeAgent } from '../../../src/provider/ssh/host.ts';
+import { forEachHost, SshPool } from '../../../src/provider/ssh/pool.ts';
 import { keysFor } from '../../../src/provider/ssh/known-hosts.ts';
 import { tempDir } from '../../helpers/temp.ts';
 import { missingSshSupport, startTestHosts, type TestHosts } from './hosts.ts';
@@ -122,5 +123,33 @@ describe.skipIf(missing)('SSH connections to real sshd', () => {
     const encrypted = (await connect(target(0, { keyFile: protectedKey }), { knownHosts: lab.knownHosts, hostKeys: 'strict' }).catch((e: unknown) => e)) as SshError;
     expect(encrypted.reason).toBe('key-file');
     expect(encrypted.message).toContain(`ssh-add ${protectedKey}`);
+  });
+});
+
+describe('the pool of SSH connections', () => {
+  it('opens at most `concurrency` connections at once, retries included', async () => {
+    let open = 0;
+    let most = 0;
+    let accepted = 0;
+    // A server that takes connections and drops them after a moment, without a word of SSH.
+    const server = createNetServer((socket) => {
+      accepted++;
+      most = Math.max(most, ++open);
+      socket.on('close', () => open--);
+      setTimeout(() => socket.destroy(), 100);
+    }).listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as AddressInfo).port;
+    const pool = new SshPool({ knownHosts: join(tempDir('pool'), 'known_hosts'), hostKeys: 'strict', concurrency: 2 });
+    try {
+      const targets = [1, 2, 3, 4, 5].map((i) => ({ name: `t${i}`, host: '127.0.0.1', port, user: `u${i}` }));
+      const results = await forEachHost(targets, 5, async (target) => void (await pool.connection(target)));
+      expect(results.map((r) => (r.error as SshError).reason)).toEqual(['unreachable', 'unreachable', 'unreachable', 'unreachable', 'unreachable']);
+      expect(accepted).toBe(15);
+      expect(most).toBe(2);
+    } finally {
+      await pool.close();
+      server.close();
+    }
   });
 });

@@ -84,6 +84,8 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     }
     expectHostsClean();
     expect(readdirSync(join(home, 'ssh', 'runs'))).toEqual([]);
+    // The agents' own logs came home before their folders went.
+    for (const host of lab.hosts) expect(readFileSync(join(home, 'ssh', 'logs', runId!, `${host.name}.log`), 'utf8')).toMatch(/agent done/);
   });
 
   it('refuses an unreachable host, one that refuses the key and one without Node.js, naming each with its fix, and starts nothing anywhere', async () => {
