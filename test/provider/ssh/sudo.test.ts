@@ -97,6 +97,17 @@ describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 stor
     nothingOnHosts();
   });
 
+  it('refuses a folder store the hosts do not see (as when it is not shared), naming the fix', async () => {
+    const dir = experiment();
+    // Below the suite's temporary root, which this login cannot enter: as a folder not shared by NFS.
+    const store = join(dir, 'store');
+    writeFileSync(join(dir, 'spec.yaml'), readFileSync(join(dir, 'spec.yaml'), 'utf8').replace(/^network: .*\n/m, '').replace(/^store: .*$/m, `store: ${store}`));
+    const error = (await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir }).catch((e: unknown) => e)) as SshLaunchError;
+    expect(error).toBeInstanceOf(SshLaunchError);
+    expect(error.message).toContain(`h0 (${user}@${lab.hosts[0]!.address}): the store folder ${store} is not there: share it with every host at the same path (NFS), or use an S3 store`);
+    nothingOnHosts();
+  });
+
   it('runs through `sudo -n` once the login may run tc, with the store on S3 and the emulation removed after', async () => {
     writeFileSync(sudoers, `${user} ALL=(root) NOPASSWD: /usr/sbin/tc\n`, { mode: 0o440 });
     const dir = experiment();
