@@ -6,11 +6,12 @@ import { layout } from '../core/layout.ts';
 import { HEARTBEAT_INTERVAL_MS, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
 import { isoNow } from '../util/clock.ts';
+import { formatDuration } from '../util/duration.ts';
 import { retry } from '../util/retry.ts';
 import { VERSION } from '../version.ts';
 import { fetchArtifact } from './artifact.ts';
 import { BarrierTimeoutError, type BarrierTuning } from './barrier.ts';
-import { runCommand } from './exec.ts';
+import { lastLines, runCommand } from './exec.ts';
 import type { Identity } from './identity.ts';
 import { recordFailure } from './records.ts';
 import { runRepeat } from './repeat.ts';
@@ -210,7 +211,8 @@ async function prepare(life: Life, manifest: RunManifest, checkpoint: Checkpoint
     if (stop.signal.aborted) return false;
     const message = error instanceof Error ? error.message : String(error);
     log(message);
-    for (let repeat = 1; repeat <= manifest.repeats; repeat++) await recordFailure(store, manifest.runId, repeat, identity.instanceId, 'setup', message);
+    const details = error instanceof SetupFailedError ? { exitCode: error.exitCode, output: error.output } : {};
+    for (let repeat = 1; repeat <= manifest.repeats; repeat++) await recordFailure(store, manifest.runId, repeat, identity.instanceId, 'setup', message, details);
     await setState('failed', message);
     return false;
   }
@@ -228,7 +230,7 @@ async function playRepeat(life: Life, manifest: RunManifest, appDir: string, rep
     const message = error instanceof Error ? error.message : String(error);
     log(`repeat ${repeat}: ${message}`);
     const barrier = error instanceof BarrierTimeoutError;
-    await recordFailure(store, manifest.runId, repeat, identity.instanceId, barrier ? 'barrier' : 'run', message, barrier ? error.missing : undefined);
+    await recordFailure(store, manifest.runId, repeat, identity.instanceId, barrier ? 'barrier' : 'run', message, barrier ? { missing: error.missing } : {});
     return 'failed';
   }
 }
@@ -307,9 +309,23 @@ async function runSetup(
   }
   signal.throwIfAborted();
   if (result.exitCode !== 0) {
-    throw new Error(
-      `setup ${result.timedOut ? 'timed out' : `failed (exit ${result.exitCode ?? result.signal})`}: see ${layout.setupLog(manifest.runId, identity.instanceId, 'stderr')} in the store`,
-    );
+    // The last lines of stderr, or of stdout when stderr is empty: where the reason usually is.
+    const stderr = await lastLines(`${setupLog}.stderr.log`, 5);
+    const output = stderr.length > 0 ? stderr : await lastLines(`${setupLog}.stdout.log`, 5);
+    const how = result.timedOut ? `timed out after ${formatDuration(manifest.timeouts.setupMs)}` : result.exitCode !== null ? `failed (exit ${result.exitCode})` : `ended by ${result.signal}`;
+    throw new SetupFailedError(`setup ${how}${output.length > 0 ? `: ${output[output.length - 1]}` : ', printing nothing'}`, result.timedOut ? null : result.exitCode, output);
+  }
+}
+
+/** `setup` ended other than with exit 0. */
+class SetupFailedError extends Error {
+  override readonly name = 'SetupFailedError';
+  constructor(
+    message: string,
+    readonly exitCode: number | null,
+    readonly output: readonly string[],
+  ) {
+    super(message);
   }
 }
 

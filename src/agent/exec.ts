@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, writeSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import { constants } from 'node:os';
 import type { Writable } from 'node:stream';
 import { afterStart, preciseNow, startIsContended } from '../util/clock.ts';
@@ -215,4 +215,23 @@ async function groupPeakBytes(groupId: number): Promise<number> {
     }
   }
   return total;
+}
+
+/** The last `count` non-empty lines of a file (read from its last 16 KiB), for messages about a failed command. */
+export async function lastLines(path: string, count: number): Promise<string[]> {
+  let handle: FileHandle | undefined;
+  try {
+    handle = await open(path, 'r');
+    const { size } = await handle.stat();
+    const length = Math.min(size, 16 * 1024);
+    const buffer = Buffer.alloc(length);
+    await handle.read(buffer, 0, length, size - length);
+    const lines = buffer.toString('utf8').split(/\r?\n/).map((l) => l.trimEnd()).filter((l) => l.trim() !== '');
+    // The first line may have been cut by the 16 KiB window.
+    return lines.slice(size > length ? Math.max(1, lines.length - count) : -count).map((l) => (l.length > 240 ? `${l.slice(0, 239)}…` : l));
+  } catch {
+    return [];
+  } finally {
+    await handle?.close();
+  }
 }

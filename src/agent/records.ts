@@ -25,9 +25,9 @@ export async function recordFailure(
   instanceId: string,
   stage: FailureRecord['stage'],
   error: string,
-  missing?: readonly string[],
+  details: Pick<FailureRecord, 'missing' | 'exitCode' | 'output'> = {},
 ): Promise<void> {
-  const failure: FailureRecord = { instanceId, repeat, stage, error, missing, at: isoNow() };
+  const failure: FailureRecord = { instanceId, repeat, stage, error, ...details, at: isoNow() };
   await retry(
     async () => {
       await putJson(store, layout.failure(runId, repeat, instanceId), failure);

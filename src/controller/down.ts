@@ -1,7 +1,7 @@
 import { setTimeout as delay } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { layout } from '../core/layout.ts';
-import { agentEnded, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
+import { agentEnded, type AbortRecord, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
 import type { Provider } from '../provider/provider.ts';
 import { provider as providerSchema, type ProviderSpec } from '../spec/schema.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
@@ -9,14 +9,6 @@ import { createProvider } from './providers.ts';
 import { UsageError } from '../core/errors.ts';
 import { openRunStore } from './locate.ts';
 import { loadManifest } from './status.ts';
-
-/** `runs/<runId>/abort.json`: agents that see it end their command, upload its logs and end. */
-export interface AbortRecord {
-  readonly runId: string;
-  readonly at: string;
-  /** Why: `lockstep down`, an interrupted `lockstep run`, … */
-  readonly reason: string;
-}
 
 export interface EndRunOptions {
   /**

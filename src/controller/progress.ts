@@ -1,6 +1,7 @@
 import { layout, parseDoneKey, type DoneKind } from '../core/layout.ts';
 import { HEARTBEAT_STALE_MS, type BarrierProgress, type RunManifest } from '../core/manifest.ts';
 import { getJson, StoreError, type Store } from '../store/store.ts';
+import type { RepeatState } from '../core/repeat-state.ts';
 import type { RunStatus } from './status.ts';
 
 /** How a repeat stands, from a few aggregate objects (no per-node record read). */
@@ -15,7 +16,8 @@ export interface RepeatProgress {
   readonly succeeded: number;
   /** Instances through with the repeat otherwise (a failed command, or a failure before it). */
   readonly failed: number;
-  readonly state: 'waiting' | 'running' | 'done' | 'failed';
+  /** While following: waiting, running, done or failed; `aborted` and `not run` come from a full status (`progressOf`). */
+  readonly state: RepeatState;
 }
 
 /** An agent that has not ended and has not rewritten its instance record for a while. */

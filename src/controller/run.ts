@@ -9,7 +9,7 @@ import { countingStore } from '../store/counting.ts';
 import { putJson, type Store } from '../store/store.ts';
 import { publishAgent } from './agent-bundle.ts';
 import { publishArtifact } from './artifact.ts';
-import { endRun } from './down.ts';
+import { endRun, type EndRunOutcome } from './down.ts';
 import { expandFaults } from './fault-timeline.ts';
 import { checkProviderReady } from './preflight.ts';
 import { openReachableStore } from './reachable.ts';
@@ -62,6 +62,8 @@ export interface RunOutcome {
   readonly ok: boolean;
   /** Instances left running on purpose (`keep: true`, or the answer to `confirmEnd`). */
   readonly leftRunning?: readonly string[];
+  /** A run stopped early (`signal`): what ending it did. */
+  readonly ended?: EndRunOutcome;
 }
 
 export { openReachableStore, StoreUnreachableError } from './reachable.ts';
@@ -106,6 +108,7 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
   let outcome: RunOutcome | undefined;
   let failed = true;
   let leftRunning: string[] = [];
+  let ended: EndRunOutcome | undefined;
   try {
     let artifact: RunManifest['artifact'];
     if (artifactPath) {
@@ -169,7 +172,11 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     failed = false;
   } finally {
     try {
-      if (provider && instances.length > 0) leftRunning = await cleanUp(store, provider, runId, instances, { ...options, keep: spec.keep && !failed, completed: !failed }, emit);
+      if (provider && instances.length > 0) {
+        ({ leftRunning, ended } = await cleanUp(store, provider, runId, instances, { ...options, keep: spec.keep && !failed, completed: !failed }, emit));
+        // Stopped early: the summary shows the run as it was left (stopped repeats, repeats not run).
+        if (ended && outcome) outcome = { ...outcome, status: await runStatus(store, runId).catch(() => outcome!.status) };
+      }
     } catch (error) {
       // An error while cleaning up never hides the first failure.
       if (!failed) throw error;
@@ -179,13 +186,14 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
       await store.dispose();
     }
   }
-  return { ...outcome!, ...(leftRunning.length > 0 ? { leftRunning } : {}) };
+  return { ...outcome!, ...(leftRunning.length > 0 ? { leftRunning } : {}), ...(ended ? { ended } : {}) };
 }
 
 /**
  * After the run: its instances end (they end themselves after the last repeat; this makes sure),
  * except with `keep: true`. A run stopped early asks `confirmEnd` first, and ends them through the
- * abort record so that the agents upload the logs of the command they stop. Returns the ids left running.
+ * abort record so that the agents upload the logs of the command they stop. Returns the ids left
+ * running, and what ending a stopped run did.
  */
 async function cleanUp(
   store: Store,
@@ -194,23 +202,23 @@ async function cleanUp(
   instances: readonly InstanceInfo[],
   options: RunOptions & { readonly keep: boolean; readonly completed: boolean },
   emit: (event: RunEvent) => void,
-): Promise<string[]> {
+): Promise<{ leftRunning: string[]; ended?: EndRunOutcome }> {
   const ids = instances.map((i) => i.id);
   if (options.signal?.aborted) {
     const end = options.confirmEnd ? await options.confirmEnd({ runId, instances: ids.length }) : true;
     if (!end) {
       emit({ type: 'phase', phase: 'cleanup', detail: `left ${ids.length} instance(s) running: follow with \`lockstep status ${runId}\`, end them with \`lockstep down ${runId}\`` });
-      return ids;
+      return { leftRunning: ids };
     }
     emit({ type: 'phase', phase: 'cleanup', detail: `ending ${ids.length} instance(s)` });
-    await endRun(store, provider, runId, { graceMs: options.endGraceMs ?? 10_000, reason: 'lockstep run was interrupted' });
-    return [];
+    const ended = await endRun(store, provider, runId, { graceMs: options.endGraceMs ?? 10_000, reason: 'lockstep run was interrupted' });
+    return { leftRunning: [], ended };
   }
   if (options.keep) {
     const running = (await provider.list(runId)).filter((i) => i.state !== 'ended').map((i) => i.id);
     if (running.length > 0) {
       emit({ type: 'phase', phase: 'cleanup', detail: `keep: ${running.length} instance(s) stay up until their expiry; end them with \`lockstep down ${runId}\`` });
-      return running;
+      return { leftRunning: running };
     }
   }
   let running = ids;
@@ -222,11 +230,11 @@ async function cleanUp(
       running = (await provider.list(runId)).filter((i) => i.state !== 'ended').map((i) => i.id);
     }
   }
-  emit({ type: 'phase', phase: 'cleanup', detail: `ending ${running.length} instance(s)` });
+  emit({ type: 'phase', phase: 'cleanup', detail: running.length > 0 ? `ending ${running.length} instance(s)` : 'every instance has ended' });
   // Every id, not only those still running: ending an ended instance is harmless, and the
   // provider forgets the run once none of its instances runs.
   await provider.terminate(ids);
-  return [];
+  return { leftRunning: [] };
 }
 
 /**

@@ -1,5 +1,6 @@
 import { layout, nodeFiles } from '../core/layout.ts';
-import { agentEnded, HEARTBEAT_STALE_MS, type FailureRecord, type InstanceRecord, type NodeResult, type RunManifest, type StartRecord } from '../core/manifest.ts';
+import { agentEnded, HEARTBEAT_STALE_MS, type AbortRecord, type FailureRecord, type InstanceRecord, type NodeResult, type RunManifest, type StartRecord } from '../core/manifest.ts';
+import { OVER, repeatState, type RepeatState } from '../core/repeat-state.ts';
 import { getJson, type Store } from '../store/store.ts';
 
 export class RunNotFoundError extends Error {
@@ -24,7 +25,7 @@ export interface RepeatStatus {
   readonly skewMs: number | null;
   /** Longest node duration (ms). */
   readonly durationMs: number | null;
-  readonly state: 'waiting' | 'running' | 'done' | 'failed';
+  readonly state: RepeatState;
 }
 
 export interface RunStatus {
@@ -37,6 +38,8 @@ export interface RunStatus {
   readonly stale: readonly InstanceRecord[];
   readonly repeats: readonly RepeatStatus[];
   readonly state: 'starting' | 'running' | 'done' | 'failed';
+  /** The run's abort record: `lockstep down`, or an interrupted `lockstep run`, stopped it. */
+  readonly aborted?: AbortRecord;
 }
 
 export async function loadManifest(store: Store, runId: string): Promise<RunManifest> {
@@ -55,6 +58,8 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
   // Listed after the instance records were read: an agent uploads its results before it records
   // that it is done, so the listing holds every result of an instance that says it is done.
   const keys = (await store.list(layout.run(runId))).map((o) => o.key);
+  const aborted = keys.includes(layout.abort(runId)) ? await getJson<AbortRecord>(store, layout.abort(runId)) : undefined;
+  const ended = instances.length > 0 && instances.every((i) => agentEnded(i.state));
   const repeats: RepeatStatus[] = [];
   for (let repeat = 1; repeat <= manifest.repeats; repeat++) {
     const prefix = layout.repeat(runId, repeat);
@@ -71,13 +76,8 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
     );
     const members = start?.members.length ?? null;
     const starts = results.map((r) => r.startedAt);
-    const finished = members !== null && results.length >= members;
-    const failed = failures.length > 0 || results.some((r) => r.outcome !== 'success');
-    // No barrier closed: the repeat is over once every instance that got ready has said why it failed.
-    const failedIds = new Set(failures.map((f) => f.instanceId));
     const readyIds = mine.filter((k) => k.startsWith(layout.readyPrefix(runId, repeat))).map((k) => k.slice(k.lastIndexOf('/') + 1).replace(/\.json$/, ''));
-    const everyoneAccounted =
-      finished || (members === null && failures.length > 0 && readyIds.every((id) => failedIds.has(id)) && failures.every((f) => f.stage !== 'run'));
+    const state = repeatState({ members, outcomes: results.map((r) => r.outcome), failures, readyIds, aborted: aborted !== undefined, runOver: ended });
     repeats.push({
       repeat,
       ready,
@@ -87,18 +87,17 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
       failures,
       skewMs: starts.length > 0 ? Math.max(...starts) - Math.min(...starts) : null,
       durationMs: results.length > 0 ? Math.max(...results.map((r) => r.durationMs)) : null,
-      state: finished || everyoneAccounted ? (failed ? 'failed' : 'done') : ready > 0 || start ? 'running' : 'waiting',
+      state,
     });
   }
-  const ended = instances.length > 0 && instances.every((i) => agentEnded(i.state));
-  const allRepeatsOver = repeats.every((r) => r.state === 'done' || r.state === 'failed');
-  const anyFailed = repeats.some((r) => r.state === 'failed') || instances.some((i) => i.state !== 'done' && ended);
+  const allRepeatsOver = repeats.every((r) => OVER.includes(r.state));
+  const anyFailed = repeats.some((r) => r.state !== 'done') || instances.some((i) => i.state !== 'done' && ended);
   const state = allRepeatsOver || (ended && instances.length >= manifest.instances) ? (anyFailed || !allRepeatsOver ? 'failed' : 'done') : instances.length === 0 ? 'starting' : 'running';
   const now = Date.now();
   const stale = instances.filter((i) => !agentEnded(i.state) && now - Date.parse(i.heartbeatAt) > HEARTBEAT_STALE_MS);
   // An imported run is over: it had no instances here, and may have no records but logs.
   if (manifest.imported && instances.length === 0) return { manifest, instances, stale, repeats, state: 'done' };
-  return { manifest, instances, stale, repeats, state };
+  return { manifest, instances, stale, repeats, state, ...(aborted ? { aborted } : {}) };
 }
 
 /** Run ids in the store, newest first (run ids start with a sortable time). */

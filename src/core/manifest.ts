@@ -162,6 +162,14 @@ export interface InstanceRecord {
   readonly error?: string;
 }
 
+/** `runs/<runId>/abort.json`: agents that see it end their command, upload its logs and end. */
+export interface AbortRecord {
+  readonly runId: string;
+  readonly at: string;
+  /** Why: `lockstep down`, an interrupted `lockstep run`, … */
+  readonly reason: string;
+}
+
 /** `repeats/<r>/failures/<instanceId>.json`: an instance could not take part in a repeat. */
 export interface FailureRecord {
   readonly instanceId: string;
@@ -169,6 +177,9 @@ export interface FailureRecord {
   readonly stage: 'setup' | 'barrier' | 'run' | 'upload' | 'aborted';
   readonly error: string;
   readonly missing?: readonly string[];
+  /** A failed `setup`: its exit code (null when a signal or the timeout ended it) and the last lines of its output. */
+  readonly exitCode?: number | null;
+  readonly output?: readonly string[];
   readonly at: string;
 }
 

@@ -1,4 +1,5 @@
 import type { NodeResult, Outcome } from '../core/manifest.ts';
+import { repeatState, type RepeatState } from '../core/repeat-state.ts';
 import type { LocalRepeat, LocalRun } from './local-run.ts';
 import { quantileSorted, summarizeRepeats, type RepeatSummary } from './stats.ts';
 
@@ -33,12 +34,14 @@ export interface NodeFigures {
 /** The framework figures of one repeat. `null` where no node recorded the figure. */
 export interface RepeatFigures {
   readonly repeat: number;
+  /** As `lockstep status` says it: a repeat that never started is `not run` (no figures), not failed. */
+  readonly state: RepeatState;
   /** N: instances the repeat was for (members of its start record, else the run's `instances`). */
   readonly expected: number;
   /** Ranks that uploaded a result. */
   readonly nodes: number;
   readonly succeeded: number;
-  /** Ranks whose outcome was not `success`, or that uploaded no result. */
+  /** Ranks whose outcome was not `success`, or that uploaded no result (in an aborted repeat: only those that failed before the abort). */
   readonly failed: number;
   readonly failedRanks: readonly number[];
   /** Instances that wrote a failure record (could not take part). */
@@ -81,12 +84,14 @@ export interface RunFigures {
   readonly overRepeats: Readonly<Record<RepeatFigureKey, RepeatSummary>>;
   /** Ranks that failed (or went missing) in at least one repeat, with the repeats. */
   readonly failuresByRank: ReadonlyArray<{ readonly rank: number; readonly repeats: readonly number[] }>;
+  /** `lockstep down` or an interrupted `lockstep run` stopped the run. */
+  readonly aborted?: { readonly at: string; readonly reason: string };
 }
 
 export function computeFigures(run: LocalRun): RunFigures {
   const nodes = run.repeats.flatMap((repeat) => repeat.nodes);
   const recorded = nodes.length === 0 || nodes.some((node) => node.result);
-  const repeats = run.repeats.map((repeat) => (recorded ? repeatFigures(repeat, run.manifest.instances) : unrecordedFigures(repeat)));
+  const repeats = run.repeats.map((repeat) => (recorded ? repeatFigures(repeat, run.manifest.instances, run.aborted !== undefined) : unrecordedFigures(repeat)));
   const overRepeats = Object.fromEntries(
     // Every framework figure is a duration, a size or a count: none can be negative.
     REPEAT_FIGURES.map(({ key }) => [key, summarizeRepeats(repeats.filter((r) => r.nodes > 0).map((r) => r.values[key]), { nonNegative: true })]),
@@ -96,19 +101,35 @@ export function computeFigures(run: LocalRun): RunFigures {
     for (const rank of repeat.failedRanks) byRank.set(rank, [...(byRank.get(rank) ?? []), repeat.repeat]);
   }
   const failuresByRank = [...byRank].sort(([a], [b]) => a - b).map(([rank, list]) => ({ rank, repeats: list }));
-  return { recorded, repeats, overRepeats, failuresByRank };
+  return { recorded, repeats, overRepeats, failuresByRank, ...(run.aborted ? { aborted: { at: run.aborted.at, reason: run.aborted.reason } } : {}) };
 }
 
 /** A repeat of logs without records: N (its nodes) and nothing else. */
 function unrecordedFigures(repeat: LocalRepeat): RepeatFigures {
   const values = Object.fromEntries(REPEAT_FIGURES.map(({ key }) => [key, null])) as Record<RepeatFigureKey, number | null>;
   values.n = repeat.nodes.length;
-  return { repeat: repeat.repeat, expected: repeat.nodes.length, nodes: repeat.nodes.length, succeeded: 0, failed: 0, failedRanks: [], instanceFailures: [], quorum: false, values, perNode: [] };
+  const state = repeat.nodes.length > 0 ? 'done' : 'not run';
+  return { repeat: repeat.repeat, state, expected: repeat.nodes.length, nodes: repeat.nodes.length, succeeded: 0, failed: 0, failedRanks: [], instanceFailures: [], quorum: false, values, perNode: [] };
 }
 
-export function repeatFigures(repeat: LocalRepeat, instances: number): RepeatFigures {
+/** The figures of one repeat; `runAborted`: the run has an abort record. */
+export function repeatFigures(repeat: LocalRepeat, instances: number, runAborted = false): RepeatFigures {
   const expected = repeat.start?.members.length ?? instances;
   const results = repeat.nodes.filter((n) => n.result).map((n) => n.result!);
+  const instanceFailures = repeat.failures.map((f) => ({ instanceId: f.instanceId, stage: f.stage, error: f.error }));
+  // Downloaded results describe a run that is over (or as far as it got).
+  const state = repeatState({
+    members: repeat.start?.members.length ?? null,
+    outcomes: results.map((r) => r.outcome),
+    failures: repeat.failures,
+    readyIds: repeat.readyIds ?? [],
+    aborted: runAborted,
+    runOver: true,
+  });
+  if (state === 'not run') {
+    const values = Object.fromEntries(REPEAT_FIGURES.map(({ key }) => [key, null])) as Record<RepeatFigureKey, number | null>;
+    return { repeat: repeat.repeat, state, expected, nodes: 0, succeeded: 0, failed: 0, failedRanks: [], instanceFailures, quorum: false, values, perNode: [] };
+  }
   const earliestStart = minOf(results.map((r) => r.startedAt));
   const earliestReady = minOf(results.map((r) => r.readyAt));
 
@@ -121,7 +142,8 @@ export function repeatFigures(repeat: LocalRepeat, instances: number): RepeatFig
   }
   perNode.sort((a, b) => a.rank - b.rank);
 
-  const failedRanks = perNode.filter((n) => n.outcome !== 'success').map((n) => n.rank);
+  // In a repeat the abort stopped, the nodes it stopped (or that never uploaded) did not fail.
+  const failedRanks = perNode.filter((n) => n.outcome !== 'success' && (state !== 'aborted' || (n.outcome !== 'aborted' && n.outcome !== 'missing'))).map((n) => n.rank);
   const starts = results.map((r) => r.startedAt).filter(isNumber);
   const values: Record<RepeatFigureKey, number | null> = {
     n: expected,
@@ -142,12 +164,13 @@ export function repeatFigures(repeat: LocalRepeat, instances: number): RepeatFig
   };
   return {
     repeat: repeat.repeat,
+    state,
     expected,
     nodes: results.length,
     succeeded: values.succeeded!,
     failed: failedRanks.length,
     failedRanks,
-    instanceFailures: repeat.failures.map((f) => ({ instanceId: f.instanceId, stage: f.stage, error: f.error })),
+    instanceFailures,
     quorum: repeat.start?.quorum ?? false,
     values,
     perNode,

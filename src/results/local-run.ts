@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { nodeFiles } from '../core/layout.ts';
-import type { FailureRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
+import type { AbortRecord, FailureRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
 import { LocalResultsMissingError } from './errors.ts';
 
 /** A run as downloaded: `<dir>/manifest.json`, `<dir>/repeat-<r>/rank-<k>/…`. */
@@ -12,12 +12,16 @@ export interface LocalRun {
   readonly manifest: RunManifest;
   /** Repeats 1…manifest.repeats (and any other found), in order. */
   readonly repeats: readonly LocalRepeat[];
+  /** The run's abort record: `lockstep down` or an interrupted `lockstep run` stopped it. */
+  readonly aborted?: AbortRecord;
 }
 
 export interface LocalRepeat {
   readonly repeat: number;
   readonly dir: string;
   readonly start?: StartRecord;
+  /** Instances that wrote a ready record (`ready/<instanceId>.json`). */
+  readonly readyIds?: readonly string[];
   /** Ranks with a folder, in rank order. */
   readonly nodes: readonly LocalNode[];
   /** Instances that could not take part (`failures/<instanceId>.json`). */
@@ -45,11 +49,12 @@ export async function loadLocalRun(dir: string): Promise<LocalRun> {
 
   const repeats: LocalRepeat[] = [];
   for (const repeat of [...found].sort((a, b) => a - b)) repeats.push(await loadRepeat(join(dir, `repeat-${repeat}`), repeat));
-  return { runId: manifest.runId, dir, manifest, repeats };
+  const aborted = await readJson<AbortRecord>(join(dir, 'abort.json'));
+  return { runId: manifest.runId, dir, manifest, repeats, ...(aborted ? { aborted } : {}) };
 }
 
 async function loadRepeat(dir: string, repeat: number): Promise<LocalRepeat> {
-  if (!existsSync(dir)) return { repeat, dir, nodes: [], failures: [] };
+  if (!existsSync(dir)) return { repeat, dir, readyIds: [], nodes: [], failures: [] };
   const nodes: LocalNode[] = [];
   for (const entry of await readdir(dir, { withFileTypes: true })) {
     const match = /^rank-(\d+)$/.exec(entry.name);
@@ -70,7 +75,8 @@ async function loadRepeat(dir: string, repeat: number): Promise<LocalRepeat> {
       if (record) failures.push(record);
     }
   }
-  return { repeat, dir, start: await readJson<StartRecord>(join(dir, 'start.json')), nodes, failures };
+  const readyIds = (await readdir(join(dir, 'ready')).catch(() => [] as string[])).filter((n) => n.endsWith('.json')).map((n) => n.slice(0, -'.json'.length));
+  return { repeat, dir, start: await readJson<StartRecord>(join(dir, 'start.json')), readyIds, nodes, failures };
 }
 
 async function readJson<T>(path: string): Promise<T | undefined> {

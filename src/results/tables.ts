@@ -114,9 +114,25 @@ export function runTables(report: RunReport): Table[] {
   for (const { rank, repeats: failed } of figures.failuresByRank) {
     notes.push(`rank ${rank} failed in repeat${failed.length > 1 ? 's' : ''} ${failed.join(', ')}`);
   }
+  const setupFailed = new Set<string>();
   for (const repeat of repeats) {
-    for (const f of repeat.instanceFailures) notes.push(`repeat ${repeat.repeat}: instance ${f.instanceId} failed at ${f.stage}: ${f.error}`);
+    for (const f of repeat.instanceFailures) {
+      // A failed setup is recorded in every repeat; said once.
+      if (f.stage === 'setup') {
+        if (!setupFailed.has(f.instanceId)) notes.push(`instance ${f.instanceId}: ${f.error}`);
+        setupFailed.add(f.instanceId);
+      } else notes.push(`repeat ${repeat.repeat}: instance ${f.instanceId} failed at ${f.stage}: ${f.error}`);
+    }
     if (repeat.quorum) notes.push(`repeat ${repeat.repeat}: barrier closed on a quorum`);
+    if (repeat.state === 'aborted') {
+      const stopped = repeat.perNode.filter((n) => n.outcome === 'aborted' || n.outcome === 'missing').length;
+      notes.push(`repeat ${repeat.repeat}: aborted${figures.aborted ? ` (${figures.aborted.reason})` : ''}: ${stopped} node(s) stopped before they finished`);
+    }
+  }
+  const notRun = repeats.filter((r) => r.state === 'not run').map((r) => r.repeat);
+  if (notRun.length > 0) {
+    const why = figures.aborted ? `the run was aborted first (${figures.aborted.reason})` : setupFailed.size > 0 ? 'setup failed' : 'the run ended first';
+    notes.push(`repeat${notRun.length > 1 ? 's' : ''} ${notRun.join(', ')}: not run: ${why}`);
   }
   const title = `${report.name} · run ${runId} · N=${report.instances} · ${repeats.length} repeat${repeats.length === 1 ? '' : 's'}`;
   return [{ title, columns, rows, notes }];

@@ -277,19 +277,33 @@ describe('lockstep gc', () => {
     await waitFor('gc to end them', () => !alive(expired.pid) && !alive(leftover.pid));
     expect(alive(live.pid)).toBe(true);
     expect(readdirSync(localRunsDir(home)).sort()).toEqual(['run-live.json']);
+    // The working folders of the runs with no live agent left go (the dry run listed them first).
+    expect(dry.local.folders.map((f) => f.runId).sort()).toEqual(['run-dead', 'run-expired']);
+    expect(report.local.folders.map((f) => f.runId).sort()).toEqual(['run-dead', 'run-expired']);
+    expect(report.local.freedBytes).toBeGreaterThan(0);
+    expect(readdirSync(join(home, 'local', 'work'))).toEqual(['run-live']);
     // The CLI prints the same, and a second pass finds nothing more to do.
     const again = lockstep(['gc', '--json'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
-    expect(JSON.parse(again.stdout).local).toEqual({ ended: [], forgotten: [], leftovers: [], networks: [] });
+    expect(JSON.parse(again.stdout).local).toEqual({ ended: [], forgotten: [], leftovers: [], networks: [], kept: [], folders: [], freedBytes: 0 });
     process.kill(live.pid, 'SIGKILL');
   });
 
-  it('ends the instances of a run that is over (a kept run)', async () => {
+  it('leaves the instances a run keeps (keep: true) to their expiry or `lockstep down`', async () => {
     const p = (current = project(base('kept-then-gc', ['keep: true', 'run: echo ok'])));
     const outcome = await startRun(p).outcome;
     expect(outcome.leftRunning).toHaveLength(2);
-    const report = await collectGarbage({ home: p.home });
-    expect(report.local.ended.map((e) => e.reason)).toEqual(['run over', 'run over']);
+    const report = await collectGarbage({ home: p.home, leftoverMinAgeMs: 0 });
+    expect(report.local.ended).toEqual([]);
+    expect(report.local.kept).toEqual([{ runId: outcome.runId, instances: 2, expiresAt: expect.any(String) }]);
+    expect(report.local.folders).toEqual([]);
+    const state = await localState(p.home, outcome.runId);
+    expect(state!.instances.every((i) => alive(i.pid))).toBe(true);
+    const down = await downRun({ runId: outcome.runId, store: p.store, home: p.home, graceMs: 10_000 });
+    expect(down.ended).toHaveLength(2);
+    await waitFor('the kept agents to end', () => state!.instances.every((i) => !alive(i.pid)));
     expect(readdirSync(localRunsDir(p.home))).toEqual([]);
+    // Now that it is over, its working folder goes.
+    expect((await collectGarbage({ home: p.home, leftoverMinAgeMs: 0 })).local.folders.map((f) => f.runId)).toEqual([outcome.runId]);
   });
 
   it('with --aws: terminates every lockstep EC2 instance past its expiry, in every region, and only those', async () => {

@@ -3,6 +3,7 @@ import { downRun } from '../../controller/down.ts';
 import { parseDuration } from '../../util/duration.ts';
 import { UsageError } from '../errors.ts';
 import { jsonArg, runStoreArg } from '../shared-args.ts';
+import { describeEnded } from '../summary.ts';
 
 export default defineCommand({
   meta: { name: 'down', description: "End a run: tell its agents to stop (abort record in the store) and end its instances" },
@@ -29,9 +30,6 @@ export default defineCommand({
       console.log(JSON.stringify(outcome, null, 2));
       return;
     }
-    const parts = [`${outcome.ended.length} instance(s) ended`];
-    if (outcome.stoppedByThemselves.length > 0) parts.push(`${outcome.stoppedByThemselves.length} of them stopped by themselves first`);
-    if (outcome.alreadyEnded.length > 0) parts.push(`${outcome.alreadyEnded.length} had ended already`);
-    console.log(`Run ${outcome.runId} is down: ${parts.join('; ')}.`);
+    console.log(`Run ${outcome.runId} is down: ${describeEnded(outcome)}.`);
   },
 });

@@ -1,11 +1,13 @@
 import { defineCommand } from 'citty';
 import { collectGarbage, type GcReport } from '../../controller/gc.ts';
+import { formatBytes } from '../../results/format.ts';
 import { jsonArg, repeatedOption } from '../shared-args.ts';
 
 export default defineCommand({
   meta: {
     name: 'gc',
-    description: 'End every local instance whose run is over or expired (with --aws every lockstep EC2 instance past its expiry, in every region; with --ssh what ended runs left on the hosts of an inventory)',
+    description:
+      'End every local instance whose run is over or expired (not those a run keeps) and remove the working folders of ended local runs; with --aws every lockstep EC2 instance past its expiry, in every region; with --ssh what ended runs left on the hosts of an inventory',
   },
   args: {
     aws: { type: 'boolean', description: 'Also look at AWS: terminate lockstep EC2 instances past their expiry', default: false },
@@ -14,7 +16,7 @@ export default defineCommand({
     ssh: { type: 'string', description: 'Also the hosts of this Ansible YAML inventory: end agents of runs that are over or expired, and remove what ended runs left (processes, folders, network emulation and fault rules)', valueHint: 'inventory' },
     'known-hosts': { type: 'string', description: 'With --ssh: the known-hosts file (default ~/.ssh/known_hosts)', valueHint: 'file' },
     jump: { type: 'string', description: 'With --ssh: a bastion to go through, user@host[:port]', valueHint: 'bastion' },
-    'dry-run': { type: 'boolean', description: 'Show what would be ended; end nothing', default: false },
+    'dry-run': { type: 'boolean', description: 'Show what would be ended and removed (and the space it would free); change nothing', default: false },
     json: jsonArg,
   },
   async run({ args, rawArgs }) {
@@ -39,6 +41,9 @@ export function formatGcReport(report: GcReport): string {
   for (const p of local.leftovers) lines.push(`local: ${verb} process ${p.pid} left by ${p.instanceId || 'an agent'} of ${p.runId || 'a run'}`);
   for (const runId of local.forgotten) lines.push(`local: ${report.dryRun ? 'would forget' : 'forgot'} ${runId} (no agent left)`);
   for (const tag of local.networks) lines.push(`local: ${report.dryRun ? 'would remove' : 'removed'} network ls-${tag}-* (namespaces, bridge, relay)`);
+  for (const k of local.kept) lines.push(`local: left ${k.instances} instance(s) of ${k.runId} up: the run keeps them (keep: true) until ${k.expiresAt}, or \`lockstep down ${k.runId}\``);
+  for (const f of local.folders) lines.push(`local: ${report.dryRun ? 'would remove' : 'removed'} the working folder of ${f.runId} (${formatBytes(f.bytes)}): ${f.path}`);
+  if (local.folders.length > 0) lines.push(`local: ${report.dryRun ? 'would free' : 'freed'} ${formatBytes(local.freedBytes)}`);
   if (report.aws) {
     for (const i of report.aws.ended) lines.push(`aws: ${verb} ${i.id} of ${i.runId} in ${i.region ?? '?'} (expired ${i.expiresAt ?? '?'})`);
     for (const i of report.aws.withoutExpiry) lines.push(`aws: left ${i.id} of ${i.runId} in ${i.region ?? '?'} alone: it has no expiry tag`);

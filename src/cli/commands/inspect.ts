@@ -11,7 +11,7 @@ import type { Store } from '../../store/store.ts';
 import { UsageError } from '../errors.ts';
 import { alignColumns, shownStore } from '../output.ts';
 import { jsonArg, runStoreArg, storeArg } from '../shared-args.ts';
-import { formatSummary, summarize } from '../summary.ts';
+import { formatSummary, instanceStates, summarize } from '../summary.ts';
 import { formatDuration } from '../../util/duration.ts';
 
 const idArg = { type: 'positional', description: 'The run id or sweep id (see `lockstep ls`)', required: true, valueHint: 'id' } as const;
@@ -77,18 +77,16 @@ export const status = defineCommand({
       const summary = summarize(found);
       if (args.json) {
         const stale = found.stale.map((i) => ({ instanceId: i.instanceId, heartbeatAt: i.heartbeatAt }));
-        console.log(JSON.stringify({ runId: args.id, store: store.locator, state: found.state, instances: found.instances, stale, repeats: summary }, null, 2));
+        console.log(JSON.stringify({ ...summary, store: store.locator, instances: found.instances, stale }, null, 2));
         return;
       }
-      const states = new Map<string, number>();
-      for (const i of found.instances) states.set(i.state, (states.get(i.state) ?? 0) + 1);
       const imported = found.manifest.imported;
       if (imported) console.log(`Imported ${imported.at} from ${imported.from} (${imported.layout} layout): no instances; \`lockstep results ${args.id}\` analyses its logs`);
-      else console.log(`State: ${found.state}; instances: ${[...states].map(([s, n]) => `${n} ${s}`).join(', ') || 'none booted yet'}; store ${shownStore(store.locator)}`);
+      else console.log(`State: ${found.aborted ? 'aborted' : found.state}; instances: ${instanceStates(found, summary)}; store ${shownStore(store.locator)}`);
       for (const i of found.stale) {
         console.log(`Stale: ${i.instanceId} (${i.state}${i.repeat ? `, repeat ${i.repeat}` : ''}) has not written a heartbeat for ${formatDuration(Date.now() - Date.parse(i.heartbeatAt))}: its agent is stuck or its instance is gone`);
       }
-      console.log(formatSummary(args.id, summary));
+      console.log(formatSummary(summary));
     });
   },
 });

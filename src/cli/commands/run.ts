@@ -1,17 +1,16 @@
 import { defineCommand } from 'citty';
-import { Listr, type ListrTaskWrapper } from 'listr2';
 import { createInterface } from 'node:readline';
 import { runExperiment, type RunEvent, type RunOptions, type RunOutcome } from '../../controller/run.ts';
 import { isSweep, planSweep, runSweep, type SweepOutcome } from '../../controller/sweep.ts';
 import { pointLabel } from '../../results/matrix.ts';
 import { openStore } from '../../store/open.ts';
 import type { Store } from '../../store/store.ts';
-import { progressOf, type RepeatProgress } from '../../controller/progress.ts';
 import { loadSpec } from '../../spec/load.ts';
 import type { Spec } from '../../spec/schema.ts';
 import { EXIT } from '../errors.ts';
 import { jsonArg, repeatedOption, storeArg } from '../shared-args.ts';
-import { formatSummary, summarize } from '../summary.ts';
+import { runWithProgress } from '../progress.ts';
+import { describeEnded, formatSummary, summarize } from '../summary.ts';
 
 export default defineCommand({
   meta: { name: 'run', description: 'Run an experiment: launch N instances, run every repeat in lockstep, collect the logs' },
@@ -122,15 +121,16 @@ async function runShown(options: RunOptions, args: ShowArgs, interruption: Inter
   } else if (args.json) {
     console.log(
       JSON.stringify(
-        { runId: outcome.runId, store: outcome.store, ok: outcome.ok, state: outcome.status.state, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], repeats: summary },
+        { ...summary, store: outcome.store, ok: outcome.ok, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], ...(outcome.ended ? { ended: outcome.ended } : {}) },
         null,
         2,
       ),
     );
   } else {
-    console.log(formatSummary(outcome.runId, summary));
+    console.log(formatSummary(summary));
     if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
-    if (outcome.leftRunning?.length) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
+    if (outcome.ended) console.log(`Ended: ${describeEnded(outcome.ended)}.`);
+    if (outcome.leftRunning?.length && !summary.kept) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
     console.log(`Logs and results: lockstep logs ${outcome.runId}${args.store ? ` --store ${args.store}` : ''}`);
   }
   return outcome;
@@ -140,8 +140,11 @@ async function runShown(options: RunOptions, args: ShowArgs, interruption: Inter
 async function showResults(id: string, locator: string): Promise<void> {
   try {
     const { printSummary } = await import('../../results/results.ts');
-    await withStore(locator, (store) => printSummary({ id, store }));
-    console.log(`Results: lockstep-results/${id}/ (lockstep results ${id} --html report.html for charts)`);
+    const { DEFAULT_RESULTS_DIR } = await import('../../results/download.ts');
+    const report = await withStore(locator, (store) => printSummary({ id, store }));
+    // A sweep is its record plus one folder per run.
+    const where = report.kind === 'sweep' ? `${DEFAULT_RESULTS_DIR}/sweeps/${id}.json and one folder per run in ${DEFAULT_RESULTS_DIR}/` : `${DEFAULT_RESULTS_DIR}/${id}/`;
+    console.log(`Results: ${where} (charts: lockstep results ${id} --html report.html)`);
   } catch (error) {
     console.error(`Could not analyse the results: ${(error as Error).message} (try \`lockstep results ${id}\`)`);
   }
@@ -178,41 +181,6 @@ async function printPlan(spec: Spec, store: string | undefined, json: boolean): 
   );
 }
 
-interface Deferred {
-  promise: Promise<void>;
-  settled: boolean;
-  resolve(): void;
-  reject(error: unknown): void;
-}
-
-/** Rejects the tasks a failed run never reached: they show as skipped, not failed. */
-class NotReached extends Error {}
-
-function deferred(): Deferred {
-  let resolve!: () => void;
-  let reject!: (error: unknown) => void;
-  const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
-  promise.catch(() => {});
-  const d: Deferred = {
-    promise,
-    settled: false,
-    resolve: () => ((d.settled = true), resolve()),
-    reject: (error) => ((d.settled = true), reject(error)),
-  };
-  return d;
-}
-
-/** Waits for a step; a step the run never reached is shown as skipped. */
-async function step(d: Deferred, task: { skip(message?: string): void }, done: () => void = () => {}): Promise<void> {
-  try {
-    await d.promise;
-    done();
-  } catch (error) {
-    if (error instanceof NotReached) task.skip(error.message);
-    else throw error;
-  }
-}
-
 /** Asks on the terminal; Enter, or Ctrl-C again, means yes. */
 function askYesNo(question: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -228,84 +196,4 @@ function askYesNo(question: string): Promise<boolean> {
     prompt.on('close', () => answer(true));
     prompt.question(question, (text) => answer(!/^\s*no?\s*$/i.test(text)));
   });
-}
-
-/** Shows the run as a task list: store, artifact, agent, launch, then each repeat with live counts. */
-async function runWithProgress(
-  instances: number,
-  repeats: number,
-  start: (onEvent: (event: RunEvent) => void, stopDisplay: () => Promise<void>) => Promise<RunOutcome>,
-): Promise<RunOutcome> {
-  const phases = { store: deferred(), agent: deferred(), launch: deferred() };
-  const repeatDone = Array.from({ length: repeats }, deferred);
-  const repeatTasks: Array<ListrTaskWrapper<unknown, never, never> | undefined> = [];
-  const details: Record<string, string> = {};
-  const describe = (r: RepeatProgress) => {
-    const done = r.succeeded + r.failed;
-    return `Repeat ${r.repeat}: ready ${r.ready}/${instances} · done ${done}/${r.members ?? instances}${r.failed ? ` · failed ${r.failed}` : ''}`;
-  };
-  const onEvent = (event: RunEvent) => {
-    if (event.type === 'phase') {
-      details[event.phase] = event.detail;
-      if (event.phase === 'agent') {
-        phases.store.resolve();
-        phases.agent.resolve();
-      }
-    } else if (event.type === 'launched') {
-      details.launch = `${event.instances.length} instances, run ${event.runId}`;
-      phases.launch.resolve();
-    } else {
-      const progress = event.type === 'progress' ? event.progress : progressOf(event.status);
-      for (const r of progress.repeats) {
-        const task = repeatTasks[r.repeat - 1];
-        if (task) task.title = describe(r);
-        if (r.state === 'done') repeatDone[r.repeat - 1]!.resolve();
-        if (r.state === 'failed') repeatDone[r.repeat - 1]!.reject(new Error(`${describe(r)}: some nodes failed`));
-      }
-    }
-  };
-  const list = new Listr(
-    [
-      { title: 'Store and artifact', task: (_, task) => step(phases.store, task, () => (task.title = `Store ${details.store ?? ''}${details.artifact ? `, artifact ${details.artifact}` : ''}`)) },
-      { title: 'Agent bundle', task: (_, task) => step(phases.agent, task, () => (task.title = `Agent ${details.agent ?? ''}`)) },
-      { title: `Launch ${instances} instances`, task: (_, task) => step(phases.launch, task, () => (task.title = `Launched ${details.launch ?? ''}`)) },
-      ...repeatDone.map((done, i) => ({
-        title: `Repeat ${i + 1}: waiting`,
-        task: async (_: unknown, task: ListrTaskWrapper<unknown, never, never>) => {
-          repeatTasks[i] = task;
-          await step(done, task);
-        },
-      })),
-    ],
-    {
-      exitOnError: false,
-      concurrent: false,
-      fallbackRendererCondition: () => !process.stdout.isTTY,
-      rendererOptions: { collapseErrors: false },
-      // Ctrl-C is the run command's to handle: listr2's own handler would exit at once and leave the instances running.
-      registerSignalListeners: false,
-    },
-  );
-  // The list appears with the run's first step: input refused before that stays one line.
-  let shown: Promise<void> | undefined;
-  const show = () => (shown ??= list.run().then(() => {}, () => {}));
-  const stopDisplay = async () => {
-    for (const d of [...Object.values(phases), ...repeatDone]) if (!d.settled) d.reject(new NotReached('interrupted'));
-    await shown;
-  };
-  try {
-    return await start((event) => {
-      show();
-      onEvent(event);
-    }, stopDisplay);
-  } catch (error) {
-    // The first task still open shows the error; the ones after it were not reached.
-    const all = [...Object.values(phases), ...repeatDone];
-    all.find((d) => !d.settled)?.reject(error);
-    for (const d of all) if (!d.settled) d.reject(new NotReached('not reached'));
-    throw error;
-  } finally {
-    for (const d of [...Object.values(phases), ...repeatDone]) if (!d.settled) d.reject(new NotReached('not reached'));
-    await shown;
-  }
 }

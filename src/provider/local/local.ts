@@ -13,7 +13,7 @@ import { allocateAddresses } from './addresses.ts';
 import { checkNetnsSupport, createRunNetwork, inNamespace, removeRunNetwork, type RunNetwork } from './netns.ts';
 import { endProcessTree } from './processes.ts';
 import { startWanRelay } from './wan-relay-launch.ts';
-import { isAgentAlive, lockstepHome, readRunStates, removeRunState, writeRunState, type LocalInstanceState } from './state.ts';
+import { isAgentAlive, localWorkDir, lockstepHome, readRunStates, removeRunState, writeRunState, type LocalInstanceState } from './state.ts';
 
 export interface LocalProviderOptions {
   /** Where local state and instance folders live (default `$LOCKSTEP_HOME` or `~/.lockstep`). */
@@ -40,7 +40,7 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
       const ip = netns ? checkNetnsSupport({ store: request.boot.store }) : undefined;
       const states = await readRunStates(home);
       const inUse = new Set(states.flatMap((s) => s.instances.map((i) => i.address)));
-      const runDir = join(home, 'local', 'work', request.runId);
+      const runDir = join(localWorkDir(home), request.runId);
       await mkdir(runDir, { recursive: true });
 
       const store = await openStore(request.boot.store);

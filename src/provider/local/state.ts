@@ -25,6 +25,11 @@ export function localRunsDir(home: string): string {
   return join(home, 'local', 'runs');
 }
 
+/** `<home>/local/work/<runId>/<instanceId>/`: the instances' working folders, one folder per run. */
+export function localWorkDir(home: string): string {
+  return join(home, 'local', 'work');
+}
+
 /** Written beside the runs folder first and renamed into it, so a reader never sees half a file. */
 export async function writeRunState(home: string, state: LocalRunState): Promise<void> {
   const scratch = join(home, 'local', 'tmp');
