@@ -1,6 +1,10 @@
 import { UsageError } from '../core/errors.ts';
 import { localCapacity, localCapacityProblem } from '../provider/local/capacity.ts';
+import type { LoadedSpec } from '../spec/load.ts';
 import type { ProviderSpec } from '../spec/schema.ts';
+import { DEFAULT_STORE } from '../store/open.ts';
+import type { Store } from '../store/store.ts';
+import { openReachableStore } from './reachable.ts';
 
 /** The chosen provider cannot be used from this machine as it is set up (bad input: exit 2). */
 export class MissingCredentialsError extends Error {
@@ -46,4 +50,45 @@ export async function checkProviderReady(run: { readonly provider: ProviderSpec;
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The store a run uses: `--store`, then `LOCKSTEP_STORE`, then the spec's `store`, then (for AWS)
+ * the bucket `lockstep aws bootstrap` made, else `.lockstep/store`. EC2 instances cannot reach a
+ * folder on this machine, so an AWS run needs an S3 store.
+ */
+export async function storeLocatorFor(loaded: LoadedSpec, override?: string): Promise<string> {
+  const chosen = override ?? process.env.LOCKSTEP_STORE ?? loaded.spec.store;
+  if (loaded.spec.provider.kind !== 'aws') return chosen ?? DEFAULT_STORE;
+  const { defaultAwsStore } = await import('../provider/aws/config.ts');
+  const locator = chosen ?? (await defaultAwsStore());
+  if (!locator?.startsWith('s3://')) {
+    throw new UsageError(
+      locator
+        ? `An AWS run needs an S3 store, not \`${locator}\`: set \`store: s3://bucket/prefix\` or run \`lockstep aws bootstrap\``
+        : 'An AWS run needs an S3 store: set `store: s3://bucket/prefix` in the spec, or run `lockstep aws bootstrap` once',
+    );
+  }
+  return locator;
+}
+
+/**
+ * What `lockstep run` checks before it writes or launches anything (and `run --dry-run` checks the
+ * same): which store (an AWS run needs S3), the provider (credentials; that `instances` local
+ * agents fit, default the spec's), and that the store answers. Returns the store, open.
+ */
+export async function checkRun(
+  loaded: LoadedSpec,
+  options: { readonly store?: string; readonly cwd?: string; readonly instances?: number; readonly provider?: boolean } = {},
+): Promise<{ locator: string; store: Store }> {
+  const locator = await storeLocatorFor(loaded, options.store);
+  // Credentials first: nothing is written to the store for a run that could not launch.
+  if (options.provider !== false) {
+    await checkProviderReady({ provider: loaded.spec.provider, instances: options.instances ?? loaded.spec.instances });
+    if (loaded.spec.provider.kind === 'local' && loaded.spec.provider.isolation === 'netns') {
+      const { checkNetnsSupport } = await import('../provider/local/netns.ts');
+      checkNetnsSupport({ store: locator });
+    }
+  }
+  return { locator, store: await openReachableStore(locator, options.cwd) };
 }

@@ -1,18 +1,15 @@
 import { setTimeout as delay } from 'node:timers/promises';
-import { UsageError } from '../core/errors.ts';
 import { layout } from '../core/layout.ts';
 import { agentEnded, type RunManifest } from '../core/manifest.ts';
 import type { InstanceInfo, Provider } from '../provider/provider.ts';
 import type { LoadedSpec } from '../spec/load.ts';
-import { DEFAULT_STORE } from '../store/open.ts';
 import { countingStore } from '../store/counting.ts';
 import { putJson, type Store } from '../store/store.ts';
 import { publishAgent } from './agent-bundle.ts';
 import { publishArtifact } from './artifact.ts';
 import { endRun, type EndRunOutcome } from './down.ts';
 import { expandFaults } from './fault-timeline.ts';
-import { checkProviderReady } from './preflight.ts';
-import { openReachableStore } from './reachable.ts';
+import { checkRun } from './preflight.ts';
 import { createProvider } from './providers.ts';
 import { newRunId } from './run-id.ts';
 import { rememberRun } from './run-index.ts';
@@ -67,26 +64,7 @@ export interface RunOutcome {
 }
 
 export { openReachableStore, StoreUnreachableError } from './reachable.ts';
-
-/**
- * The store a run uses: `--store`, then `LOCKSTEP_STORE`, then the spec's `store`, then (for AWS)
- * the bucket `lockstep aws bootstrap` made, else `.lockstep/store`. EC2 instances cannot reach a
- * folder on this machine, so an AWS run needs an S3 store.
- */
-export async function storeLocatorFor(loaded: LoadedSpec, override?: string): Promise<string> {
-  const chosen = override ?? process.env.LOCKSTEP_STORE ?? loaded.spec.store;
-  if (loaded.spec.provider.kind !== 'aws') return chosen ?? DEFAULT_STORE;
-  const { defaultAwsStore } = await import('../provider/aws/config.ts');
-  const locator = chosen ?? (await defaultAwsStore());
-  if (!locator?.startsWith('s3://')) {
-    throw new UsageError(
-      locator
-        ? `An AWS run needs an S3 store, not \`${locator}\`: set \`store: s3://bucket/prefix\` or run \`lockstep aws bootstrap\``
-        : 'An AWS run needs an S3 store: set `store: s3://bucket/prefix` in the spec, or run `lockstep aws bootstrap` once',
-    );
-  }
-  return locator;
-}
+export { storeLocatorFor } from './preflight.ts';
 
 /**
  * Runs an experiment: publishes artifact, agent and manifest, launches the instances, follows the
@@ -95,10 +73,7 @@ export async function storeLocatorFor(loaded: LoadedSpec, override?: string): Pr
 export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
   const { spec, artifactPath, source } = options.loaded;
   const emit = options.onEvent ?? (() => {});
-  const locator = await storeLocatorFor(options.loaded, options.store);
-  // Credentials first: nothing is written to the store for a run that could not launch.
-  if (!options.provider) await checkProviderReady(spec);
-  const store = await openReachableStore(locator, options.cwd);
+  const { locator, store } = await checkRun(options.loaded, { store: options.store, cwd: options.cwd, provider: !options.provider });
   emit({ type: 'phase', phase: 'store', detail: locator });
   // Agents open the store on their own; a folder store must not depend on their working folder.
   const agentLocator = store.locator;

@@ -3,11 +3,10 @@ import { layout } from '../core/layout.ts';
 import { readSweepRecord, writeSweepRecord, type SweepRecord } from '../results/sweep-layout.ts';
 import type { Store } from '../store/store.ts';
 import { loadSpec, type LoadedSpec, type LoadOptions } from '../spec/load.ts';
-import { checkProviderReady } from './preflight.ts';
-import { openReachableStore } from './reachable.ts';
+import { checkRun } from './preflight.ts';
 import { newRunId } from './run-id.ts';
 import { rememberRun } from './run-index.ts';
-import { runExperiment, storeLocatorFor, type RunOptions, type RunOutcome } from './run.ts';
+import { runExperiment, type RunOptions, type RunOutcome } from './run.ts';
 import { RunNotFoundError, runStatus, type RunStatus } from './status.ts';
 
 /** A spec with a `matrix` is a sweep: one run per combination of its values. */
@@ -32,6 +31,11 @@ export function planSweep(loaded: LoadedSpec, options: Pick<LoadOptions, 'overri
     loaded: loadSpec(loaded.file, { ...options, matrixPoint: point.values }),
   }));
   return { loaded, points };
+}
+
+/** What running the sweep checks first (see `checkRun`): the largest point must fit before the first one starts. */
+export function checkSweep(plan: SweepPlan, options: Parameters<typeof checkRun>[1] = {}): ReturnType<typeof checkRun> {
+  return checkRun(plan.loaded, { ...options, instances: Math.max(...plan.points.map((p) => p.loaded.spec.instances)) });
 }
 
 export type SweepEvent =
@@ -71,10 +75,7 @@ export interface SweepOutcome {
 export async function runSweep(options: SweepOptions): Promise<SweepOutcome> {
   const { plan } = options;
   const emit = options.onSweepEvent ?? (() => {});
-  const locator = await storeLocatorFor(plan.loaded, options.store);
-  // The largest point must fit (and the credentials work) before the first one starts.
-  if (!options.provider) await checkProviderReady({ provider: plan.loaded.spec.provider, instances: Math.max(...plan.points.map((p) => p.loaded.spec.instances)) });
-  const store = await openReachableStore(locator, options.cwd);
+  const { locator, store } = await checkSweep(plan, { store: options.store, cwd: options.cwd, provider: !options.provider });
   const runs: SweepRun[] = plan.points.map(({ point }) => ({ point: point.index, values: point.values, ok: false }));
   let interrupted = false;
   let sweepId = '';

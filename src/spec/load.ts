@@ -110,7 +110,8 @@ export function parseSpec(text: string, options: LoadOptions & { file: string; s
   const spec = parsed.data!;
 
   try {
-    resolveGroups(spec.groups, spec.instances);
+    // A sweep's groups are checked at each point, with that point's `instances`.
+    if (Object.keys(spec.matrix ?? {}).length === 0) resolveGroups(spec.groups, spec.instances);
   } catch (error) {
     if (error instanceof GroupRangeError) fail(['groups', error.groupIndex, 'ranks'], error.message);
     throw error;

@@ -25,13 +25,13 @@ const group = z
       ])
       .optional()
       .describe('Ranks of this group: a range `first-last` (inclusive; `first-` to the end) or a list'),
-    count: z.number().int().positive().optional().describe('Takes the next `count` ranks after the counted groups before it'),
+    count: z.number().int().positive().optional().describe('Takes the next `count` ranks after every group before it (after the highest rank they name; from 0 for the first group)'),
     fraction: z
       .number()
       .gt(0)
       .max(1)
       .optional()
-      .describe('Takes the next `round(fraction × instances)` ranks after the counted groups before it'),
+      .describe('Takes the next `round(fraction × instances)` ranks after every group before it (after the highest rank they name)'),
     hosts: z
       .string()
       .min(1)

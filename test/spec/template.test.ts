@@ -57,6 +57,16 @@ describe('groups', () => {
   });
 
   it('refuses counted groups that need more ranks than there are', () => {
-    expect(() => resolveGroups([{ count: 3, params: {} }, { count: 3, params: {} }], 4)).toThrow(/rank 4, outside 0\.\.3/);
+    expect(() => resolveGroups([{ count: 3, params: {} }, { count: 3, params: {} }], 4)).toThrow(
+      'Group `group1` (count: 3) takes the ranks after the groups before it, 3..5: outside 0..3 for 4 instances; lower it, move it before the groups that end at rank 2, or raise `instances`',
+    );
+  });
+
+  it('gives a `count` or `fraction` group the ranks after every group before it, `ranks` groups too', () => {
+    const after = (groups: Parameters<typeof resolveGroups>[0], n: number) => resolveGroups(groups, n).map((g) => g.ranks);
+    expect(after([{ ranks: '0', params: {} }, { count: 2, params: {} }, { fraction: 0.25, params: {} }], 8)).toEqual([[0], [1, 2], [3, 4]]);
+    expect(after([{ ranks: [5, 1], params: {} }, { count: 1, params: {} }], 8)).toEqual([[5, 1], [6]]);
+    // `count` after a group that reaches the last rank has no rank left (it once landed on rank 0).
+    expect(() => after([{ ranks: '2-', params: {} }, { count: 1, params: {} }], 4)).toThrow(/^Group `group1` \(count: 1\) takes the ranks after the groups before it, 4\.\.4: outside 0\.\.3/);
   });
 });

@@ -6,7 +6,6 @@ import { pointLabel } from '../../results/matrix.ts';
 import { openStore } from '../../store/open.ts';
 import type { Store } from '../../store/store.ts';
 import { loadSpec } from '../../spec/load.ts';
-import type { Spec } from '../../spec/schema.ts';
 import { EXIT } from '../errors.ts';
 import { jsonArg, repeatedOption, storeArg } from '../shared-args.ts';
 import { runWithProgress } from '../progress.ts';
@@ -18,7 +17,7 @@ export default defineCommand({
     spec: { type: 'positional', description: 'The experiment spec (YAML)', required: true, valueHint: 'spec.yaml' },
     set: { type: 'string', description: 'Override a spec key, e.g. --set instances=16 --set params.atSize=38 (repeatable)', valueHint: 'key=value' },
     store: storeArg,
-    'dry-run': { type: 'boolean', description: 'Print the launch plan (and on AWS an hourly cost estimate and a permission check); launch nothing', default: false },
+    'dry-run': { type: 'boolean', description: 'Check everything run checks (every sweep point, the store, the provider) and print the plan: provider, network, the groups and params of each rank, the sweep points (on AWS also the hourly cost and a permission check); launch nothing', default: false },
     results: { type: 'boolean', description: 'Download and analyse the results at the end (--no-results to skip)', default: true },
     yes: { type: 'boolean', description: 'On Ctrl-C, end the run\'s instances without asking (the default with no terminal)', default: false },
     json: jsonArg,
@@ -29,7 +28,8 @@ export default defineCommand({
     // Every point of a sweep is checked before anything is launched (and by the dry run).
     const plan = isSweep(loaded) ? planSweep(loaded, { overrides }) : undefined;
     if (args['dry-run']) {
-      await printPlan(loaded.spec, args.store, args.json);
+      const { printDryRun } = await import('../dry-run.ts');
+      await printDryRun(loaded, plan, { store: args.store, json: args.json });
       return;
     }
     if (!plan) {
@@ -157,28 +157,6 @@ async function withStore<T>(locator: string, use: (store: Store) => Promise<T>):
   } finally {
     await store.dispose();
   }
-}
-
-async function printPlan(spec: Spec, store: string | undefined, json: boolean): Promise<void> {
-  if (spec.provider.kind === 'aws') {
-    const { describeLaunchPlan } = await import('./aws.ts');
-    const described = await describeLaunchPlan(spec, { store });
-    console.log(json ? JSON.stringify(described, null, 2) : described.text);
-    if (described.plan.problems.length > 0) process.exitCode = EXIT.badInput;
-    return;
-  }
-  if (spec.provider.kind === 'ssh') {
-    const { describeSshPlan } = await import('../../provider/ssh/plan.ts');
-    const described = describeSshPlan(spec, spec.provider, store);
-    console.log(json ? JSON.stringify(described.plan, null, 2) : described.text);
-    return;
-  }
-  const plan = { provider: 'local', instances: spec.instances, repeats: spec.repeats, isolation: spec.provider.isolation, store: store ?? spec.store ?? '.lockstep/store' };
-  console.log(
-    json
-      ? JSON.stringify(plan, null, 2)
-      : `Local plan: ${spec.instances} agent processes on this machine, each with its own loopback address; ${spec.repeats} repeat(s); store ${plan.store}. Nothing was launched.`,
-  );
 }
 
 /** Asks on the terminal; Enter, or Ctrl-C again, means yes. */
