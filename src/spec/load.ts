@@ -223,22 +223,50 @@ function unknownKeyProblem(key: string, allowed: string[]): string {
   return `Unknown key \`${key}\`: ${hint}`;
 }
 
+/** How the schema's types read to people. */
+const TYPE_WORDS: Readonly<Record<string, string>> = {
+  number: 'a number',
+  int: 'a whole number',
+  bigint: 'a whole number',
+  string: 'text',
+  boolean: '`true` or `false`',
+  array: 'a list',
+  tuple: 'a list',
+  record: 'a mapping (`name: value` lines)',
+  object: 'a mapping (`name: value` lines)',
+  map: 'a mapping (`name: value` lines)',
+};
+
+const typeWords = (type: string): string => TYPE_WORDS[type] ?? type;
+
 function describeIssue(issue: z.core.$ZodIssue, got: unknown): string {
   const shown = got === undefined ? 'nothing' : `\`${JSON.stringify(got)}\``;
+  // A number or a boolean where text is one of the choices: YAML read it as such; quoting keeps it text.
+  const quoteIt = (expected: string) => (/\btext\b/.test(expected) && (typeof got === 'number' || typeof got === 'boolean') ? `: write it in quotes, \`"${String(got)}"\`` : '');
   switch (issue.code) {
-    case 'invalid_type':
-      if (got === undefined) return `Missing required key: add it (expected ${issue.expected})`;
-      return `Expected ${issue.expected}, got ${shown}`;
-    case 'too_small':
-      if (issue.origin === 'number') {
-        const bound = issue.inclusive ? `at least ${issue.minimum}` : `greater than ${issue.minimum}`;
-        return `Expected a number ${bound}, got ${shown}`;
-      }
-      return `Expected at least ${issue.minimum} item(s)/character(s), got ${shown}`;
-    case 'too_big':
-      return `Expected at most ${issue.maximum}, got ${shown}`;
-    case 'invalid_union':
-      return `Expected ${describeExpected(issue)}, got ${shown}`;
+    case 'invalid_type': {
+      if (got === undefined) return `Missing required key: add it (expected ${typeWords(issue.expected)})`;
+      const expected = typeWords(issue.expected);
+      return `Expected ${expected}, got ${shown}${quoteIt(expected)}`;
+    }
+    case 'too_small': {
+      const min = Number(issue.minimum);
+      if (issue.origin === 'number') return `Expected a number ${issue.inclusive ? `at least ${min}` : `greater than ${min}`}, got ${shown}`;
+      if (issue.origin === 'string') return `Expected ${min <= 1 ? 'text that is not empty' : `text of at least ${min} characters`}, got ${shown}`;
+      if (issue.origin === 'array' || issue.origin === 'set') return `Expected ${min <= 1 ? 'a list of at least one entry' : `a list of at least ${min} entries`}, got ${shown}`;
+      return `Expected at least ${min}, got ${shown}`;
+    }
+    case 'too_big': {
+      const max = Number(issue.maximum);
+      if (issue.origin === 'number') return `Expected a number ${issue.inclusive ? `at most ${max}` : `less than ${max}`}, got ${shown}`;
+      if (issue.origin === 'string') return `Expected text of at most ${max} characters, got ${shown}`;
+      if (issue.origin === 'array' || issue.origin === 'set') return `Expected a list of at most ${max} entries, got ${shown}`;
+      return `Expected at most ${max}, got ${shown}`;
+    }
+    case 'invalid_union': {
+      const expected = issue.path.at(-1) === 'ranks' ? 'a rank range as text (`"4-7"`, `"4-"`, `"3"`) or a list of ranks' : describeExpected(issue);
+      return `Expected ${expected}, got ${shown}${quoteIt(expected)}`;
+    }
     case 'invalid_value':
       return `Expected one of ${issue.values.map((v) => `\`${String(v)}\``).join(', ')}, got ${shown}`;
     default:
@@ -251,6 +279,6 @@ function describeIssue(issue: z.core.$ZodIssue, got: unknown): string {
 function describeExpected(issue: z.core.$ZodIssue & { code: 'invalid_union' }): string {
   const { note, errors } = issue as { note?: string; errors?: z.core.$ZodIssue[][] };
   if (note === 'No matching discriminator') return 'a `kind` of `local` or `aws`';
-  const messages = (errors ?? []).flat().map((e) => (e.code === 'invalid_type' ? e.expected : e.message));
+  const messages = (errors ?? []).flat().map((e) => (e.code === 'invalid_type' ? typeWords(e.expected) : e.message));
   return [...new Set(messages)].join(' or ');
 }

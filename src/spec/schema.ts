@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { duration } from './duration-field.ts';
+import { duration, positiveDuration } from './duration-field.ts';
 import { faultProblems, faultsField } from './faults.ts';
 import { networkProblems, networkSpec } from './network.ts';
 import { awsProvider } from './provider-aws.ts';
@@ -81,10 +81,10 @@ export const specSchema = z
     startDelay: duration.default(1000).describe('Time between the last ready record and the common start time T'),
     timeouts: z
       .strictObject({
-        barrier: duration.default(600_000),
-        setup: duration.default(1_800_000),
-        run: duration.default(1_800_000),
-        instance: duration.default(7_200_000).describe('Lifetime of an instance; its agent ends it when this expires'),
+        barrier: positiveDuration.default(600_000),
+        setup: positiveDuration.default(1_800_000),
+        run: positiveDuration.default(1_800_000),
+        instance: positiveDuration.default(7_200_000).describe('Lifetime of an instance; its agent ends it when this expires'),
       })
       .default({ barrier: 600_000, setup: 1_800_000, run: 1_800_000, instance: 7_200_000 }),
     keep: z

@@ -99,10 +99,10 @@ describe('commands find the run’s store without --store', () => {
   it('a run found nowhere, or a store that does not exist, is refused with exit 2', async () => {
     const elsewhere = project('f');
     const missing = await runLockstep(['status', 'found-20990101-000000-ffff'], { cwd: elsewhere, env });
-    expect(missing.status).toBe(2);
+    expect(missing.status, missing.stderr).toBe(2);
     expect(missing.stderr).toMatch(/^lockstep: No run `found-20990101-000000-ffff` in .*s3:\/\/lockstep-test\/bootstrap/);
     const noStore = await runLockstep(['ls', '--store', join(root, 'nonexistent')], { cwd: elsewhere, env });
-    expect(noStore.status).toBe(2);
+    expect(noStore.status, noStore.stderr).toBe(2);
     expect(noStore.stderr).toBe(`lockstep: No store at ${join(root, 'nonexistent')}: the folder does not exist; check the locator (\`lockstep ls\` lists the runs of every store lockstep knows)\n`);
   });
 });

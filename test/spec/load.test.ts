@@ -61,7 +61,7 @@ describe('loading a spec', () => {
 
   it('refuses repeats: 0 and a wrong type', () => {
     expect(refused(base + 'repeats: 0\n').keyPath).toBe('repeats');
-    expect(refused(base.replace('instances: 4', 'instances: four')).message).toContain('Expected number, got `"four"`');
+    expect(refused(base.replace('instances: 4', 'instances: four')).message).toContain('Expected a number, got `"four"`');
   });
 
   it('says where a bad value came from when --set gave it', () => {
