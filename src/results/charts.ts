@@ -1,5 +1,5 @@
 import { formatBytes, formatMs, formatValue } from './format.ts';
-import type { RepeatFigures } from './figures.ts';
+import { missingFigureNotes, type RepeatFigures } from './figures.ts';
 import type { MetricReport } from './metrics.ts';
 import type { Report, RunReport, SweepPointReport, SweepReport } from './report.ts';
 import type { MatrixValue } from '../spec/matrix.ts';
@@ -124,7 +124,7 @@ export function bytesChart(report: RunReport): ChartSpec {
       xAxis: { type: 'category', name: 'rank', nameLocation: 'middle', nameGap: 30, data: ranks.map(String) },
       yAxis: { type: 'value', name: 'bytes', ...bytesAxis(Math.max(0, ...series.flatMap((x) => x.data).filter((v): v is number => v !== null))), axisLabel: { formatter: (v: number) => formatBytes(v) } },
       series,
-      ...(series.every((x) => x.data.every((v) => v === null)) ? noData('No node recorded network counters (the agent reads them on Linux)') : {}),
+      ...(series.every((x) => x.data.every((v) => v === null)) ? noData(missingFigureNotes(report.figures).network ?? 'No node recorded network counters') : {}),
     },
   };
 }

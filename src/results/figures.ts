@@ -262,3 +262,21 @@ function median(values: ReadonlyArray<number | null | undefined>): number | null
   const list = present(values);
   return list.length > 0 ? quantileSorted(Float64Array.from(list).sort(), 0.5) : null;
 }
+
+/**
+ * Why figures are missing, in words for the table and the report (null when they are there):
+ * per-node network counters need an interface of the node's own; peak memory is sampled.
+ */
+export function missingFigureNotes(figures: RunFigures): { network: string | null; memory: string | null } {
+  const nodes = figures.repeats.flatMap((r) => r.perNode).filter((n) => n.outcome !== 'missing');
+  if (nodes.length === 0) return { network: null, memory: null };
+  const network = nodes.every((n) => n.txBytes === null)
+    ? nodes.every((n) => n.address?.startsWith('127.'))
+      ? 'bytes sent and received: not measured: these nodes shared one machine’s loopback interface (`isolation: loopback`), and the counters are per interface; `isolation: netns` or EC2 gives each node its own'
+      : 'bytes sent and received: no node recorded network counters (the agent reads them, on Linux, from the interface that holds the node’s address)'
+    : null;
+  const memory = nodes.every((n) => n.peakMemoryBytes === null)
+    ? 'peak memory: not measured: every command ended before its memory was first sampled (about 20 ms after its start; Linux only)'
+    : null;
+  return { network, memory };
+}

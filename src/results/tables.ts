@@ -1,4 +1,4 @@
-import { REPEAT_FIGURES } from './figures.ts';
+import { missingFigureNotes, REPEAT_FIGURES } from './figures.ts';
 import { formatValue } from './format.ts';
 import { METRIC_STATS } from './metrics.ts';
 import type { ExtremeNode } from './metrics.ts';
@@ -107,6 +107,10 @@ export function runTables(report: RunReport): Table[] {
   }
 
   notes.push(...intervalNotes(omitted));
+  if (figures.recorded) {
+    const missing = missingFigureNotes(figures);
+    for (const note of [missing.memory, missing.network]) if (note) notes.push(note);
+  }
   if (!figures.recorded) {
     notes.push('No timings or outcomes: these logs came without the records lockstep writes (an import); the metrics are read from the logs');
   }

@@ -80,8 +80,9 @@ describe('the command line', () => {
     expect((await resolveCommand(root, ['aws'])).incomplete).toBe(true);
   });
 
-  it('describes every option, and every usage line starts with `lockstep`', async () => {
+  it('describes every option, takes --json in every command, and every usage line starts with `lockstep`', async () => {
     for (const { name, command } of await leafCommands()) {
+      expect((await argsOf(command)).map(([arg]) => arg), name).toContain('json');
       for (const [arg, def] of await argsOf(command)) expect((def as { description?: string }).description, `${name} ${arg}`).toBeTruthy();
       const usage = await usageOf(await resolveCommand(root, name.split(' ').slice(1)), { colour: false, version: '0' });
       expect(usage, name).toContain(`USAGE ${name} `);
