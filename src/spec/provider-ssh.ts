@@ -34,6 +34,13 @@ export const sshProvider = z.strictObject({
     .default('.lockstep')
     .describe("Where runs live on a host (relative to the login user's home); per host `lockstep_work_dir`"),
   node: z.string().min(1).default('node').describe('The Node.js (≥ 20) binary on the hosts; per host `lockstep_node`'),
+  setup: z
+    .string()
+    .min(1)
+    .optional()
+    .describe(
+      'A shell command run over SSH on every host before it is checked, as the login user (e.g. installing Node.js: `command -v node || sudo apt-get install -y nodejs`); limited by `timeouts.setup`',
+    ),
 });
 
 export type SshProviderSpec = z.output<typeof sshProvider>;

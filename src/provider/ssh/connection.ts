@@ -46,7 +46,7 @@ export class SshError extends Error {
   constructor(
     /** The inventory name. */
     readonly host: string,
-    readonly reason: SshFailure | 'node' | 'sudo' | 'store' | 'start' | 'lost',
+    readonly reason: SshFailure | 'setup' | 'node' | 'sudo' | 'store' | 'start' | 'lost',
     message: string,
     options?: { cause?: unknown },
   ) {

@@ -37,6 +37,23 @@ export async function watchAgent(connection: SshConnection, node: string, dir: s
   return result.code === 0 && result.stdout.includes('ended');
 }
 
+/**
+ * Runs the provider's `setup` on a host before it is checked (installing Node.js, say), as the
+ * login user, ended after `timeoutMs`. Throws an `SshError` naming the host with the end of what it printed.
+ */
+export async function runHostSetup(connection: SshConnection, command: string, timeoutMs: number): Promise<void> {
+  const target = connection.target;
+  const seconds = Math.max(1, Math.ceil(timeoutMs / 1000));
+  // coreutils' timeout ends the command on the host too (closing the channel does not).
+  const script = `if command -v timeout >/dev/null 2>&1; then exec timeout -k 10 ${seconds} sh -c ${shellQuote(command)}; else exec sh -c ${shellQuote(command)}; fi`;
+  const result = await connection.exec(`sh -c ${shellQuote(script)} </dev/null`, { timeoutMs: timeoutMs + 30_000 });
+  if (result.code === 0) return;
+  const where = `${target.name} (${describeTarget(target)})`;
+  const printed = (result.stderr.trim() || result.stdout.trim()).split('\n').slice(-3).join(' | ');
+  const how = result.code === 124 ? `did not finish within ${seconds} s (\`timeouts.setup\`)` : `failed (exit ${result.code ?? result.signal})`;
+  throw new SshError(target.name, 'setup', `${where}: \`provider.setup\` ${how}${printed ? `: ${printed}` : ''}: run it there by hand to see why, then fix it or the host`);
+}
+
 export interface HostFacts {
   /** The login user's home folder. */
   readonly home: string;
@@ -90,7 +107,7 @@ export async function probeHost(connection: SshConnection, options: ProbeOptions
     else if (key) facts.set(key, rest);
   }
   const [nodeExit, nodeVersion] = [...(facts.get('node') ?? [])];
-  const install = `install Node.js ${MIN_NODE_MAJOR} or later there (https://nodejs.org/en/download, or the distribution's package), or point \`lockstep_node\` in the inventory (or \`provider.node\`) at one`;
+  const install = `install Node.js ${MIN_NODE_MAJOR} or later there (https://nodejs.org/en/download, or the distribution's package; \`provider.setup\` may do it on every host), or point \`lockstep_node\` in the inventory (or \`provider.node\`) at one`;
   if (nodeExit !== '0') {
     const said = nodeExit === '127' ? `\`${options.node}\` is not there${options.node.includes('/') ? '' : ' (not on the PATH of a non-interactive login)'}` : `\`${options.node}\` failed (exit ${nodeExit}: ${nodeVersion})`;
     throw new SshError(target.name, 'node', `${where}: no Node.js ≥ ${MIN_NODE_MAJOR}: ${said}: ${install}`);

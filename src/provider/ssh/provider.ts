@@ -13,7 +13,7 @@ import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
 import { LaunchError } from '../provider.ts';
 import { describeTarget, SshError, type SshTarget } from './connection.ts';
 import { defaultKnownHostsFile } from './known-hosts.ts';
-import { instanceDir, instanceStatus, placeAgent, probeHost, startAgent, stopInstance, watchAgent, type BundleRoute, type BundleSource, type HostFacts } from './host.ts';
+import { instanceDir, instanceStatus, placeAgent, probeHost, runHostSetup, startAgent, stopInstance, watchAgent, type BundleRoute, type BundleSource, type HostFacts } from './host.ts';
 import { instanceIds, loadInventory, selectHosts, type InventoryHost } from '../../spec/inventory.ts';
 import { forEachHost, SshPool } from './pool.ts';
 import { writeFileAtomic } from '../../util/atomic-write.ts';
@@ -181,6 +181,7 @@ export function createSshProvider(spec: SshProviderSpec, options: SshProviderOpt
       const unusable = await eachHost(instances, async (instance) => {
         const host = chosen[instances.indexOf(instance)]!;
         const connection = await pool.connection(instance.target);
+        if (spec.setup) await runHostSetup(connection, spec.setup, manifest?.timeouts.setupMs || 1_800_000);
         const found = await probeHost(connection, { node: instance.node, tools, ...(storePath ? { storePath } : {}) });
         checkHost(instance.target, found, tools, storePath);
         facts.set(instance.id, found);

@@ -60,8 +60,14 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
   };
 
   it('runs N=4 × 2 repeats over SSH from the command line, downloads logs and results, and leaves nothing on the hosts', async () => {
-    const inventory = lab.inventory().replace('  hosts:\n', '  children:\n    leaders:\n      hosts:\n        h3:\n        h1:\n  hosts:\n');
+    // Node.js is not where the hosts' `lockstep_node` says until `provider.setup` puts it there.
+    const installed = join(tempDir('ssh-node'), 'bin');
+    const inventory = lab
+      .inventory({ hostVars: () => ({ lockstep_node: join(installed, 'node') }) })
+      .replace('  hosts:\n', '  children:\n    leaders:\n      hosts:\n        h3:\n        h1:\n  hosts:\n');
     const dir = experiment({ inventory, repeats: 2, spec: ['groups:', '  - hosts: leaders', '    params: { role: leader }'] });
+    const setup = `mkdir -p ${installed} && ln -sf ${process.execPath} ${installed}/node`;
+    writeFileSync(join(dir, 'spec.yaml'), readFileSync(join(dir, 'spec.yaml'), 'utf8').replace('knownHosts:', `setup: "${setup}", knownHosts:`));
     const home = join(dir, 'home');
     const result = await runLockstep(['run', 'spec.yaml'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
     expect(result.stderr).not.toMatch(/Unexpected error/);
@@ -88,16 +94,20 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     for (const host of lab.hosts) expect(readFileSync(join(home, 'ssh', 'logs', runId!, `${host.name}.log`), 'utf8')).toMatch(/agent done/);
   });
 
-  it('refuses an unreachable host, one that refuses the key and one without Node.js, naming each with its fix, and starts nothing anywhere', async () => {
+  it('refuses an unreachable host, one that refuses the key, one without Node.js and one whose `provider.setup` fails, naming each with its fix, and starts nothing anywhere', async () => {
     const inventory = lab.inventory({
       hostVars: (host) =>
         ({ h1: { ansible_port: 2 }, h2: { ansible_ssh_private_key_file: lab.strangerKeyFile }, h3: { lockstep_node: '/opt/none/bin/node' } })[host.name] ?? {},
     });
     const dir = experiment({ inventory });
+    // The setup fails on h0 only (known by the address sshd was reached at).
+    const setup = `case \\"$SSH_CONNECTION\\" in *' ${lab.hosts[0]!.address} '*) echo step one; echo no package manager here >&2; exit 3;; esac`;
+    writeFileSync(join(dir, 'spec.yaml'), readFileSync(join(dir, 'spec.yaml'), 'utf8').replace('knownHosts:', `setup: "${setup}", knownHosts:`));
     const error = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(SshLaunchError);
     const message = (error as SshLaunchError).message;
-    expect(message).toMatch(/^3 hosts cannot be used; nothing was started:/);
+    expect(message).toMatch(/^4 hosts cannot be used; nothing was started:/);
+    expect(message).toContain(`h0 (root@${lab.hosts[0]!.address}): \`provider.setup\` failed (exit 3): no package manager here: run it there by hand to see why`);
     expect(message).toMatch(/h1 \(root@198\.18\.\d+\.11:2\): unreachable \(.*ECONNREFUSED.*\): check that the host is up and sshd listens on port 2/);
     expect(message).toMatch(/h2 \(root@198\.18\.\d+\.12\): authentication refused \(tried key .*id_stranger\): add the public key/);
     expect(message).toMatch(/h3 \(root@198\.18\.\d+\.13\): no Node\.js ≥ 20: `\/opt\/none\/bin\/node` is not there: install Node\.js 20 or later there .*, or point `lockstep_node` in the inventory/);
