@@ -25,6 +25,7 @@ export function localRunSuite(storeFor: () => string | undefined): void {
         expect(summary.skewMs).toBeGreaterThanOrEqual(0);
         expect(Number.isFinite(summary.skewMs)).toBe(true);
         const hostsFiles = new Set<string>();
+        const hostsJsons = new Set<string>();
         const seenRanks: number[] = [];
         for (let rank = 0; rank < n; rank++) {
           const prefix = layout.node(outcome.runId, repeat, rank);
@@ -49,6 +50,7 @@ export function localRunSuite(storeFor: () => string | undefined): void {
           expect(lines[rank]).toBe(seen.address);
           expect(lines).toHaveLength(n);
           hostsFiles.add(hosts);
+          hostsJsons.add(text(await store.get(`${prefix}files/hosts-json.copy`))!);
         }
         expect(seenRanks.sort((a, b) => a - b)).toEqual([...Array(n).keys()]);
         expect(hostsFiles.size).toBe(1);
@@ -56,6 +58,13 @@ export function localRunSuite(storeFor: () => string | undefined): void {
         expect(new Set(lines).size).toBe(n);
         const numeric = (a: string) => a.split('.').reduce((acc, octet) => acc * 256 + Number(octet), 0);
         expect([...lines].sort((a, b) => numeric(a) - numeric(b))).toEqual(lines);
+        // hosts.json: the same order, with each rank's instance (the one that ran it, by its result).
+        expect(hostsJsons.size).toBe(1);
+        const entries = JSON.parse([...hostsJsons][0]!) as Array<{ rank: number; address: string; instanceId: string }>;
+        expect(entries.map((e) => e.rank)).toEqual([...Array(n).keys()]);
+        expect(entries.map((e) => e.address)).toEqual(lines);
+        const ranOn = Object.fromEntries(summary.results.map((r) => [r.rank, r.instanceId]));
+        expect(entries.map((e) => e.instanceId)).toEqual(entries.map((e) => ranOn[e.rank]));
       }
     } finally {
       await store.dispose();

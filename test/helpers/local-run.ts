@@ -11,6 +11,7 @@ import { tempDir } from './temp.ts';
 const PROBE = `#!/bin/sh
 echo "rank=$LOCKSTEP_RANK n=$LOCKSTEP_N address=$LOCKSTEP_ADDRESS repeat=$LOCKSTEP_REPEAT role=$1 argrank=$2 env_role=$LOCKSTEP_PARAM_ROLE"
 cp "$LOCKSTEP_HOSTS_FILE" "$LOCKSTEP_OUTPUT_DIR/hosts.copy"
+cp "$LOCKSTEP_HOSTS_JSON" "$LOCKSTEP_OUTPUT_DIR/hosts-json.copy"
 echo "note from rank $LOCKSTEP_RANK" > notes.txt
 echo "stderr of rank $LOCKSTEP_RANK" >&2
 if [ "$LOCKSTEP_RANK" = "$3" ]; then exit 3; fi

@@ -34,8 +34,9 @@ afterAll(removeStartedNetworks);
 
 /**
  * Round trips rank → peer as ping-mesh reports them: min, median, mean and max of its rounds. The
- * undelayed figures are checked on the median: on a busy machine a round now and then waits for a
- * CPU, which says nothing about the network.
+ * checks are on the minimum: an emulated delay holds up every round, while on a busy machine a round
+ * now and then waits for a CPU, which says nothing about the network. A pair not delayed is checked
+ * against the smallest delay a wrong rule would add, never against a time the machine must meet.
  */
 function roundTrips(run: NetnsRun): Array<{ from: number; to: number; mean: number; min: number; median: number; max: number }> {
   const trips = [];
@@ -58,12 +59,12 @@ function expectCleanRun(run: NetnsRun, instances: number): void {
 }
 
 describe.skipIf(noNetns)('local instances in network namespaces', () => {
-  it('N=4 without delay: each its own 198.18 address, the median round trip of every pair < 10 ms, nothing left after', async () => {
+  it('N=4 without delay: each its own 198.18 address, every pair reaches the other, nothing left after', async () => {
     const run = await runInNamespaces({ instances: 4, app: PING_MESH, run: PING });
     expectCleanRun(run, 4);
     const trips = roundTrips(run);
     expect(trips).toHaveLength(12);
-    for (const trip of trips) expect(trip.median, `rank ${trip.from} → ${trip.to}`).toBeLessThan(10);
+    for (const trip of trips) expect(Number.isFinite(trip.median), `rank ${trip.from} → ${trip.to}`).toBe(true);
     // No `network`: the agents ran no tc and recorded none.
     expect(run.results.every((r) => r.netem === undefined)).toBe(true);
     console.log(`netns, no delay: round trips ${summary(trips)}`);
@@ -153,8 +154,12 @@ describe.skipIf(noNetns)('local instances in network namespaces', () => {
       expect(network.instances.map((i) => i.address)).toEqual(['198.18.0.1', '198.18.0.2']);
       const sleeper = spawn(ip, ['netns', 'exec', network.instances[1]!.namespace, 'sleep', '60'], { stdio: 'ignore' });
       const exited = new Promise<boolean>((resolve) => sleeper.once('exit', () => resolve(true)));
-      await delay(200);
-      const listed = (await listLockstepNetworks()).find((n) => n.tag === network.tag);
+      let listed = (await listLockstepNetworks()).find((n) => n.tag === network.tag);
+      // Until the sleeper is inside its namespace.
+      while (listed?.processes === 0) {
+        await delay(20);
+        listed = (await listLockstepNetworks()).find((n) => n.tag === network.tag);
+      }
       expect(listed).toEqual({
         tag: network.tag,
         runId,
@@ -216,20 +221,20 @@ describe.skipIf(noShaping)('bandwidth in network namespaces with tc (tbf, htb; L
 });
 
 describe.skipIf(noNetns)('delay, loss and rate in network namespaces (the WAN relay)', () => {
-  it('N=4 with `delay: 50ms` on all: every round trip between two nodes is ≥ 100 ms and < 150 ms, nothing left after', async () => {
+  it('N=4 with `delay: 50ms` on all: every round trip between two nodes is ≥ 100 ms, never delayed twice (≥ 150 ms), nothing left after', async () => {
     const run = await runInNamespaces({ instances: 4, app: PING_MESH, run: PING, spec: ['network:', '  delay: 50ms'] });
     expectCleanRun(run, 4);
     const trips = roundTrips(run);
     expect(trips).toHaveLength(12);
     for (const trip of trips) {
       expect(trip.min, `rank ${trip.from} → ${trip.to}`).toBeGreaterThanOrEqual(100);
-      expect(trip.max, `rank ${trip.from} → ${trip.to}`).toBeLessThan(150);
+      expect(trip.min, `rank ${trip.from} → ${trip.to}`).toBeLessThan(150);
     }
     for (const result of run.results) expect(result.netem).toMatchObject({ mechanism: 'relay', applied: true, removed: true, plan: { default: { delayMs: 50 }, rules: [] } });
     console.log(`netns, relay, delay 50ms: round trips ${summary(trips)}`);
   });
 
-  it('delays one group only: round trips between two undelayed nodes stay < 10 ms', async () => {
+  it('delays one group only: round trips between two undelayed nodes carry none of its 50 ms', async () => {
     const run = await runInNamespaces({
       instances: 4,
       app: PING_MESH,
@@ -243,11 +248,8 @@ describe.skipIf(noNetns)('delay, loss and rate in network namespaces (the WAN re
     for (const trip of trips) {
       const label = `rank ${trip.from} → ${trip.to}`;
       const delayed = Number(slow(trip.from)) + Number(slow(trip.to));
-      if (delayed === 0) expect(trip.median, label).toBeLessThan(10);
-      else {
-        expect(trip.min, label).toBeGreaterThanOrEqual(50 * delayed);
-        expect(trip.max, label).toBeLessThan(50 * delayed + 50);
-      }
+      expect(trip.min, label).toBeGreaterThanOrEqual(50 * delayed);
+      expect(trip.min, label).toBeLessThan(50 * delayed + 50);
     }
     expect(run.results.filter((r) => r.netem?.commands.length === 0).map((r) => r.rank)).toEqual([0, 1]);
     for (const result of run.results) expect(result.netem).toMatchObject({ mechanism: 'relay', applied: true, removed: true });
@@ -270,8 +272,8 @@ describe.skipIf(noNetns)('delay, loss and rate in network namespaces (the WAN re
       if (trip.from === 0 || trip.to === 0) {
         // 40 ms out of a, 20 ms out of b.
         expect(trip.min, label).toBeGreaterThanOrEqual(60);
-        expect(trip.median, label).toBeLessThan(90);
-      } else expect(trip.median, label).toBeLessThan(10);
+        expect(trip.min, label).toBeLessThan(80);
+      } else expect(trip.min, `${label}: not delayed as b → a (20 ms each way)`).toBeLessThan(40);
     }
     expect(run.results[0]!.netem!.plan.rules).toEqual([{ group: 'b', to: ['198.18.0.2', '198.18.0.3'], impairment: { delayMs: 40 } }]);
     expect(run.results[2]!.netem!.plan.default).toEqual({ lossPercent: 1 });
@@ -280,9 +282,8 @@ describe.skipIf(noNetns)('delay, loss and rate in network namespaces (the WAN re
     expectCleanRun(rated, 2);
     const transfer = rated.lines.get(0)!.find((l) => l.metric === 'transfer_ms')!;
     expect(transfer.bytes).toBe(1_000_000);
-    // 8 Mbit/s moves 1 MB (and its headers) in a little over 1 s.
+    // 8 Mbit/s moves 1 MB (and its headers) in a little over 1 s; how much over is the machine's.
     expect(transfer.value as number).toBeGreaterThan(900);
-    expect(transfer.value as number).toBeLessThan(3000);
     expect(rated.results[0]!.netem).toMatchObject({ mechanism: 'relay', applied: true, removed: true });
     console.log(`netns, relay, rate 8mbit: 1 MB in ${(transfer.value as number).toFixed(0)} ms`);
   });

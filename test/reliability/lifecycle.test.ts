@@ -3,7 +3,7 @@
  * down`, Ctrl-C during `lockstep run`, and `lockstep gc` (local, and AWS through a mocked SDK).
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DescribeInstancesCommand, DescribeRegionsCommand, TerminateInstancesCommand, type Instance } from '@aws-sdk/client-ec2';
@@ -129,8 +129,10 @@ describe('keep, and lockstep down', () => {
     const p = (current = project(base('downed', ['repeats: 3', 'run: echo "begun $LOCKSTEP_RANK"; sleep 60'])));
     const started = startRun(p);
     const runId = await started.runId;
-    await waitFor('the command to run', () => withStore(p, async (store) => (await store.get(layout.start(runId, 1))) !== undefined));
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    await waitFor('the start record', () => withStore(p, async (store) => (await store.get(layout.start(runId, 1))) !== undefined));
+    const { instances } = (await localState(p.home, runId))!;
+    const begun = (workDir: string) => readFileSync(join(workDir, 'repeats', '1', nodeFiles.stdout), 'utf8').startsWith('begun');
+    await waitFor('both commands to run', () => instances.every((i) => existsSync(join(i.workDir, 'repeats', '1', nodeFiles.stdout)) && begun(i.workDir)));
     const down = await downRun({ runId, store: p.store, home: p.home, graceMs: 20_000 });
     expect(down.ended).toHaveLength(2);
     expect(down.stoppedByThemselves).toHaveLength(2);

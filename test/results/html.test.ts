@@ -17,8 +17,9 @@ import { tempDir, writeFakeRun } from './fixture.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SEED_SPEC = fileURLToPath(new URL('../../examples/seed-analysis/lockstep.yaml', import.meta.url));
-// CI installs Debian's chromium (.ci/run); elsewhere a missing browser skips rather than fails.
-const haveBrowser = existsSync(CHROMIUM) || process.env.CI === 'true';
+// scripts/test-deps.sh installs Debian's chromium (CI runs it first): a missing browser fails the
+// tests, saying so, rather than skip them.
+const NO_BROWSER = `Chromium is missing (${CHROMIUM}): run scripts/test-deps.sh, which installs it`;
 
 let dir: { path: string; remove: () => Promise<void> };
 let context: BrowserContext | undefined;
@@ -54,24 +55,23 @@ beforeAll(async () => {
   const imported = await importFolders({ store, home: join(dir.path, 'home'), folders: seedFolders, specSource: await readFile(SEED_SPEC, 'utf8'), sweepName: 'anytrust-dkg' });
   reports.set('seed', (await collectResults({ id: imported.sweep!.sweepId, store, outDir: out })).report);
 
-  if (haveBrowser) {
-    const profile = join(dir.path, 'chromium-profile');
-    await mkdir(profile);
-    // Playwright passes the profile as --user-data-dir (a new, empty folder) and runs headless.
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-  }
+  if (!existsSync(CHROMIUM)) throw new Error(NO_BROWSER);
+  const profile = join(dir.path, 'chromium-profile');
+  await mkdir(profile);
+  // Playwright passes the profile as --user-data-dir (a new, empty folder) and runs headless.
+  context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
 }, 120_000);
 
 afterAll(async () => {
@@ -79,7 +79,7 @@ afterAll(async () => {
   await dir.remove();
 });
 
-describe.skipIf(!haveBrowser)('HTML report in headless Chromium', () => {
+describe('HTML report in headless Chromium', () => {
   it.each(['run', 'sweep'])('%s report: every chart is an SVG, no console errors, no network', async (kind) => {
     const report = reports.get(kind)!;
     const file = join(dir.path, `${kind}-report.html`);
