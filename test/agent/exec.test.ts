@@ -90,8 +90,8 @@ describe('waiting for T', () => {
     const at = preciseNow() + 50;
     const woke = await sleepUntil(at);
     afterStart();
+    // How soon after T it wakes is the bench's start-skew figure, not a test's.
     expect(woke).toBeGreaterThanOrEqual(at);
-    expect(woke - at).toBeLessThan(50);
     expect(getPriority()).toBe(before);
   });
 
