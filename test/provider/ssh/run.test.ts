@@ -176,7 +176,7 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
 
   it('ends the agent and its command at the expiry, never the host; Ctrl-C ends the nodes on every host', async () => {
     const dir = experiment({ instances: 2, spec: ['params: { sleep: 120 }'] });
-    writeFileSync(join(dir, 'spec.yaml'), readFileSync(join(dir, 'spec.yaml'), 'utf8').replace('instance: 5m', 'instance: 15s'));
+    writeFileSync(join(dir, 'spec.yaml'), readFileSync(join(dir, 'spec.yaml'), 'utf8').replace('instance: 5m', 'instance: 10s'));
     const expired = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
     // What each agent recorded last (the summary may be read before the second one had).
     const store = await openStore(expired.store);
