@@ -1,7 +1,7 @@
 // Builds the CLI (dependencies stay in node_modules) and the agent (one self-contained file that is
 // shipped to instances through the store).
 import { build } from 'esbuild';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 
 const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8'));
 const common = {
@@ -16,6 +16,9 @@ const common = {
 
 // Chunks of an earlier build would pile up under new hashes.
 for (const name of existsSync('dist') ? readdirSync('dist') : []) if (name.startsWith('cli-')) rmSync(`dist/${name}`);
+// The EC2 boot script is read at run time beside the bundled CLI (src/provider/aws/user-data.ts).
+mkdirSync('dist', { recursive: true });
+copyFileSync('src/provider/aws/boot.sh', 'dist/boot.sh');
 
 await Promise.all([
   // Split at dynamic imports: a command loads its own modules and dependencies (the AWS SDK, tar,

@@ -15,10 +15,15 @@ export function parseDoneKey(key: string): { instanceId: string; kind: DoneKind 
 export const layout = {
   artifact: (sha256: string) => `artifacts/${sha256}.tar.gz`,
   agentBundle: (version: string) => `agents/${version}/agent.mjs`,
+  /** A language runtime for instances whose image lacks it (`node-v24.1.0-linux-x64.tar.gz`). */
+  runtime: (file: string) => `runtimes/${file}`,
   runsPrefix: () => `runs/`,
   run: (runId: string) => `runs/${runId}/`,
   manifest: (runId: string) => `runs/${runId}/manifest.json`,
   abort: (runId: string) => `runs/${runId}/abort.json`,
+  /** Written by an instance's boot script when a boot step failed (before the agent could report). */
+  bootLogsPrefix: (runId: string) => `runs/${runId}/boot/`,
+  bootLog: (runId: string, instanceId: string) => `runs/${runId}/boot/${instanceId}.log`,
   instancesPrefix: (runId: string) => `runs/${runId}/instances/`,
   instance: (runId: string, instanceId: string) => `runs/${runId}/instances/${instanceId}.json`,
   /** An agent's own log (what it printed), uploaded when it ends. */

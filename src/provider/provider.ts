@@ -45,6 +45,15 @@ export interface Provider {
   dispose?(): Promise<void>;
 }
 
+/** An optional ability: what an instance's machine printed (EC2: its serial console), to show why it did not boot. */
+export interface ConsoleOutputProvider {
+  consoleOutput(instanceId: string): Promise<string | undefined>;
+}
+
+export function hasConsoleOutput(provider: Provider): provider is Provider & ConsoleOutputProvider {
+  return typeof (provider as Partial<ConsoleOutputProvider>).consoleOutput === 'function';
+}
+
 export class LaunchError extends Error {
   override readonly name = 'LaunchError';
   constructor(

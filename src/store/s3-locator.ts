@@ -21,8 +21,8 @@ export interface S3Locator {
   readonly profile?: string;
   /**
    * GETs per second on one prefix the barrier's waiting nodes may make together. Default: 4,000 on
-   * AWS S3 (which serves 5,500 per prefix), 500 with an `endpoint` (a server of unknown size: s3rver
-   * on 2 cores serves about that).
+   * AWS S3 (which serves 5,500 per prefix), 500 with an `endpoint` or `AWS_ENDPOINT_URL(_S3)` (a
+   * server of unknown size: s3rver on 2 cores serves about that).
    */
   readonly readsPerSecond?: number;
 }
@@ -131,8 +131,10 @@ export function withoutProfile(locator: string): string {
 }
 
 /** GETs per second the barrier's waiting nodes may make together on this store (see `S3Locator`). */
-export function readsPerSecondOf(locator: Pick<S3Locator, 'endpoint' | 'readsPerSecond'>): number {
-  return locator.readsPerSecond ?? (locator.endpoint === undefined ? AWS_READS_PER_SECOND : ENDPOINT_READS_PER_SECOND);
+export function readsPerSecondOf(locator: Pick<S3Locator, 'endpoint' | 'readsPerSecond'>, env: NodeJS.ProcessEnv = process.env): number {
+  // An endpoint the environment gives (as the AWS SDK reads it) is another server too.
+  const aws = locator.endpoint === undefined && !env.AWS_ENDPOINT_URL_S3 && !env.AWS_ENDPOINT_URL;
+  return locator.readsPerSecond ?? (aws ? AWS_READS_PER_SECOND : ENDPOINT_READS_PER_SECOND);
 }
 
 /** `path` without leading and trailing slashes, then `''` or ending in one `/`. */

@@ -18,7 +18,7 @@ import {
   type GetObjectCommandOutput,
   type S3ClientConfig,
 } from '@aws-sdk/client-s3';
-import { fromIni } from '@aws-sdk/credential-providers';
+import { fromIni, fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
 import { retry } from '../util/retry.ts';
 import { checkBucket, checkEndpoint, checkReadsPerSecond, formatS3Locator, normaliseS3Prefix, readsPerSecondOf, type S3Locator } from './s3-locator.ts';
@@ -75,6 +75,10 @@ export function createS3Store(options: S3StoreOptions): Store {
   if (options.profile !== undefined) {
     config.profile = options.profile;
     config.credentials = fromIni({ profile: options.profile });
+  } else {
+    // The standard chain, with a patient instance-metadata lookup (the SDK's default is one try of
+    // 1 s): an instance whose metadata service answers slowly while it is busy still finds its role.
+    config.credentials = fromNodeProviderChain({ timeout: 3000, maxRetries: 2 });
   }
   const s3: S3Context = { client: new S3Client(config), bucket, locator };
 

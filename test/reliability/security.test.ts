@@ -122,7 +122,7 @@ describe('credentials stay out of everything lockstep writes', () => {
       agentKey: 'agents/0.1.0-0123456789abcdef/agent.mjs',
       expiresAt: new Date('2030-01-01T02:00:00Z'),
     };
-    const script = renderUserData(boot);
+    const script = renderUserData({ boot, architecture: 'x86_64', node: { key: 'runtimes/node-v24.0.0-linux-x64.tar.gz', sha256: '0'.repeat(64), dir: 'node-v24.0.0-linux-x64' } });
     const tags = instanceTags({ runId: boot.runId, specName: 'no-leaks', boot, plan: { addressKind: 'private' } as LaunchPlan });
     expect(leaksIn(script)).toEqual([]);
     expect(leaksIn(encodeUserData(script))).toEqual([]);

@@ -174,7 +174,7 @@ export async function describeLaunchPlan(spec: Spec, options: DescribeLaunchPlan
     if (credentials && store && problems.length === 0 && options.checkPermissions !== false) {
       const boot = { runId: 'dry-run', store, agentKey: layout.agentBundle(VERSION), expiresAt: new Date(Date.now() + spec.timeouts.instance) };
       dryRun = await dryRunLaunch(
-        { plan: checked, runId: 'dry-run', specName: spec.name, boot, minCount: spec.minInstances ?? spec.instances, userData: userData.renderUserData(boot) },
+        { plan: checked, runId: 'dry-run', specName: spec.name, boot, minCount: spec.minInstances ?? spec.instances, userData: userData.renderUserData({ boot, architecture: checked.architecture }) },
         { clients },
       );
     }

@@ -4,6 +4,7 @@
  * (a pagination loop that runs away stops with an error rather than return half a list).
  */
 import {
+  GetConsoleOutputCommand,
   DescribeInstanceTypesCommand,
   DescribeVpcsCommand,
   paginateDescribeInstances,
@@ -128,6 +129,12 @@ async function everyPage<P, T>(pages: AsyncIterable<P>, operation: string, items
     all.push(...items(page));
   }
   return all;
+}
+
+/** ec2:GetConsoleOutput: what the instance's serial console showed (boot messages, cloud-init's output), decoded. */
+export async function getConsoleOutput(clients: AwsClients, region: string, instanceId: string): Promise<string | undefined> {
+  const out = await clients.ec2(region).send(new GetConsoleOutputCommand({ InstanceId: instanceId }));
+  return out.Output ? Buffer.from(out.Output, 'base64').toString('utf8') : undefined;
 }
 
 /** ec2:TerminateInstances for at most 1000 ids of one region. */

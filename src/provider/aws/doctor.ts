@@ -7,7 +7,7 @@ import type { AwsProviderSpec } from '../../spec/schema.ts';
 import { describeSecurityGroups, describeVcpus, getCallerIdentity, getEc2Quota, getInstanceProfile, headBucket } from './api.ts';
 import { AwsClients } from './clients.ts';
 import { defaultAwsConfigPath, loadAwsConfig, type AwsConfig } from './config.ts';
-import { AwsSetupError, awsErrorCode, awsErrorMessage, isCredentialsError } from './errors.ts';
+import { AwsSetupError, awsErrorMessage, awsFailure, describeAwsCall, isCredentialsError } from './errors.ts';
 import { dryRunLaunch } from './launch.ts';
 import { resolveLaunchPlan, type LaunchPlan } from './plan.ts';
 import { knownInstanceType, vcpuQuotaCode } from './pricing.ts';
@@ -77,8 +77,11 @@ async function doctor(clients: AwsClients, options: DoctorOptions): Promise<Doct
     checks.push({
       check: 'credentials',
       status: 'problem',
-      detail: isCredentialsError(error) ? 'No valid AWS credentials' : `sts:GetCallerIdentity failed: ${awsErrorMessage(error)}`,
-      fix: 'configure credentials (`aws configure`, `aws sso login`, or `--profile name`)',
+      detail: isCredentialsError(error) ? 'No valid AWS credentials' : describeAwsCall('sts:GetCallerIdentity', error),
+      fix:
+        awsFailure(error).kind === 'service' || isCredentialsError(error)
+          ? 'configure credentials (`aws configure`, `aws sso login`, or `--profile name`)'
+          : `check the network${process.env.AWS_ENDPOINT_URL ? ` and AWS_ENDPOINT_URL (${process.env.AWS_ENDPOINT_URL})` : ''}, then run it again`,
     });
     return report();
   }
@@ -152,7 +155,7 @@ async function doctor(clients: AwsClients, options: DoctorOptions): Promise<Doct
     const store = config?.store ?? 's3://lockstep-doctor/lockstep';
     const boot = { runId: 'doctor', store, agentKey: 'agents/doctor/agent.mjs', expiresAt: new Date(Date.now() + 3_600_000) };
     const results = await dryRunLaunch(
-      { plan, runId: 'doctor', specName: 'doctor', boot, minCount: plan.instances, userData: renderUserData(boot) },
+      { plan, runId: 'doctor', specName: 'doctor', boot, minCount: plan.instances, userData: renderUserData({ boot, architecture: plan.architecture }) },
       { clients },
     );
     for (const r of results) {
@@ -192,7 +195,7 @@ async function checkBucket(clients: AwsClients, config: AwsConfig, account: stri
             },
     );
   } catch (error) {
-    checks.push({ check: 'bucket', region: config.bucketRegion, status: 'problem', detail: `s3:HeadBucket failed: ${awsErrorCode(error)}`, fix: 'check the bucket region and your S3 permissions' });
+    checks.push({ check: 'bucket', region: config.bucketRegion, status: 'problem', detail: describeAwsCall('s3:HeadBucket', error, config.bucketRegion), fix: unansweredFix(error, 'check the bucket region and your S3 permissions') });
   }
 }
 
@@ -215,8 +218,8 @@ async function checkInstanceProfile(clients: AwsClients, config: AwsConfig, chec
     checks.push({
       check: 'instance-profile',
       status: 'warning',
-      detail: `iam:GetInstanceProfile failed: ${awsErrorCode(error)}`,
-      fix: 'nothing, if your credentials may launch but not read IAM; else check IAM permissions',
+      detail: describeAwsCall('iam:GetInstanceProfile', error),
+      fix: unansweredFix(error, 'nothing, if your credentials may launch but not read IAM; else check IAM permissions'),
     });
   }
 }
@@ -235,7 +238,7 @@ async function checkSecurityGroup(clients: AwsClients, config: AwsConfig, region
         : { check: 'security-group', region, status: 'problem', detail: `Security group ${id} is gone`, fix: `run \`lockstep aws bootstrap --region ${region}\`` },
     );
   } catch (error) {
-    checks.push({ check: 'security-group', region, status: 'problem', detail: `ec2:DescribeSecurityGroups failed: ${awsErrorCode(error)}`, fix: 'check your EC2 permissions' });
+    checks.push({ check: 'security-group', region, status: 'problem', detail: describeAwsCall('ec2:DescribeSecurityGroups', error, region), fix: unansweredFix(error, 'check your EC2 permissions') });
   }
 }
 
@@ -255,8 +258,8 @@ async function checkQuota(clients: AwsClients, region: string, plan: LaunchPlan 
       check: 'vcpu-quota',
       region,
       status: 'warning',
-      detail: `servicequotas:GetServiceQuota ${code} failed: ${awsErrorCode(error)}`,
-      fix: 'allow servicequotas:GetServiceQuota to have it checked, or check it in the Service Quotas console',
+      detail: `${describeAwsCall('servicequotas:GetServiceQuota', error, region)}; the vCPU quota ${code} was not checked`,
+      fix: unansweredFix(error, 'allow servicequotas:GetServiceQuota to have it checked, or check it in the Service Quotas console', 'check it in the Service Quotas console'),
     });
     return;
   }
@@ -286,6 +289,13 @@ async function checkQuota(clients: AwsClients, region: string, plan: LaunchPlan 
           fix: `request an increase to at least ${needed} vCPUs (Service Quotas → Amazon EC2 → ${code}), or plan fewer instances or a smaller type here`,
         },
   );
+}
+
+/** The fix of a failed call: `whenRefused` when the service answered, else about reaching it at all. */
+function unansweredFix(error: unknown, whenRefused: string, otherwise = whenRefused): string {
+  if (awsFailure(error).kind === 'service') return whenRefused;
+  const endpoint = process.env.AWS_ENDPOINT_URL;
+  return `${otherwise}; the service did not answer: check the network${endpoint ? `, and whether AWS_ENDPOINT_URL (${endpoint}) serves it` : ''}`;
 }
 
 const MARK: Record<CheckStatus, string> = { ok: 'ok  ', problem: 'FAIL', warning: 'warn', skipped: 'skip' };

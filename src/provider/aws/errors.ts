@@ -33,8 +33,7 @@ export class AwsApiError extends Error {
     readonly fix: string,
     options?: { cause?: unknown },
   ) {
-    const detail = options?.cause instanceof Error ? options.cause.message.split('\n')[0] : '';
-    super(`${operation}${region ? ` in ${region}` : ''} failed (${code}${detail ? `: ${detail}` : ''}): ${fix}`, options);
+    super(`${describeAwsCall(operation, options?.cause, region)}: ${fix}`, options);
   }
 }
 
@@ -61,6 +60,52 @@ export function awsErrorCode(error: unknown): string {
 
 export function awsErrorMessage(error: unknown): string {
   return error instanceof Error ? error.message.split('\n')[0]! : String(error);
+}
+
+const SERVICE_NAMES: Record<string, string> = {
+  ec2: 'EC2',
+  iam: 'IAM',
+  s3: 'S3',
+  ssm: 'SSM',
+  sts: 'STS',
+  servicequotas: 'Service Quotas',
+};
+
+const NO_ANSWER = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EPIPE']);
+
+/**
+ * How an AWS call failed, as people need to hear it: the service's own error (`service`), no answer
+ * at all (`no-answer`: refused, unreachable, timed out), or an answer that is not an AWS one
+ * (`not-aws`: an endpoint that does not serve this API, a proxy's error page).
+ */
+export function awsFailure(error: unknown): { readonly kind: 'service' | 'no-answer' | 'not-aws'; readonly text: string } {
+  const e = (error ?? {}) as { name?: string; code?: string; message?: string; $fault?: string; address?: string; port?: number; hostname?: string };
+  const status = awsHttpStatus(error);
+  if (e.code && NO_ANSWER.has(e.code)) {
+    const where = e.address ? ` at ${e.address}${e.port ? `:${e.port}` : ''}` : e.hostname ? ` at ${e.hostname}` : '';
+    return { kind: 'no-answer', text: `${e.code === 'ECONNREFUSED' ? 'connection refused' : e.code}${where}` };
+  }
+  if (e.name === 'TimeoutError') return { kind: 'no-answer', text: 'timed out' };
+  if (e.name === 'SyntaxError' || /Deserialization error/.test(e.message ?? '') || (e.$fault === undefined && status !== undefined && e.name === 'Error')) {
+    return { kind: 'not-aws', text: `an answer that is not AWS's${status ? ` (HTTP ${status})` : ''}` };
+  }
+  const code = awsErrorCode(error);
+  const message = awsErrorMessage(error);
+  return { kind: 'service', text: message && message !== code ? `${code}: ${message}` : code };
+}
+
+/**
+ * One line for a failed call, naming the service: `Service Quotas did not answer
+ * servicequotas:GetServiceQuota (connection refused at 127.0.0.1:4566)`, `ec2:RunInstances in
+ * eu-west-1 failed (UnauthorizedOperation: …)`. Never a bare exception name.
+ */
+export function describeAwsCall(api: string, error: unknown, region?: string): string {
+  const service = SERVICE_NAMES[api.split(':')[0]!] ?? api.split(':')[0]!;
+  const where = region ? ` in ${region}` : '';
+  const failure = awsFailure(error);
+  if (failure.kind === 'no-answer') return `${service} did not answer ${api}${where} (${failure.text})`;
+  if (failure.kind === 'not-aws') return `${service} did not answer ${api}${where}: the endpoint gave ${failure.text}, so it may not serve ${service}`;
+  return `${api}${where} failed (${failure.text})`;
 }
 
 /** The HTTP status of an AWS SDK error, when it has one. */

@@ -5,8 +5,8 @@
  */
 import type { Instance } from '@aws-sdk/client-ec2';
 import type { AwsProviderSpec } from '../../spec/schema.ts';
-import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
-import { describeInstances } from './api.ts';
+import type { AgentBoot, ConsoleOutputProvider, InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
+import { describeInstances, getConsoleOutput } from './api.ts';
 import { AwsClients } from './clients.ts';
 import { defaultAwsConfigPath, loadAwsConfig, type AwsConfig } from './config.ts';
 import { AwsApiError, AwsSetupError, awsErrorCode } from './errors.ts';
@@ -15,19 +15,27 @@ import { resolveLaunchPlan, type LaunchPlan } from './plan.ts';
 import type { Sleep } from './retry.ts';
 import { decodeTagValue, TAG } from '../../core/tags.ts';
 import { terminateByRegion } from './terminate.ts';
-import { renderUserData, type UserDataOptions } from './user-data.ts';
+import { renderUserData } from './user-data.ts';
+import { NodeRuntimeError, publishNodeRuntime, type Architecture, type NodeRuntime } from '../node-runtime.ts';
+import { openStore } from '../../store/open.ts';
 
 export interface AwsProviderOptions {
   /** The spec's `provider` section: its regions are where `list` and `terminate` look, its profile is used. */
   readonly spec?: AwsProviderSpec;
-  /** More regions for `list` and `terminate` to look in. Default: the spec's and the bootstrap config's. */
+  /**
+   * The regions `list` and `terminate` look in (besides those of instances it launched). Default:
+   * the spec's and the bootstrap config's.
+   */
   readonly regions?: readonly string[];
   /** A named AWS profile; default: `spec.profile`, else the standard credential chain. */
   readonly profile?: string;
   /** The bootstrap config file. Default: `defaultAwsConfigPath()`. */
   readonly configPath?: string;
-  /** Substitutes for parts of the boot script (tests). Default: the real Amazon Linux 2023 script. */
-  readonly userData?: UserDataOptions;
+  /**
+   * Puts Node.js for images without it in the store, for a launch (tests substitute it). Default:
+   * `publishNodeRuntime` into the run's store.
+   */
+  readonly provideNode?: (architecture: Architecture, boot: AgentBoot, onProgress?: (message: string) => void) => Promise<NodeRuntime>;
   /** SDK clients to use (tests); default: made here and destroyed by `dispose`. */
   readonly clients?: AwsClients;
   readonly sleep?: Sleep;
@@ -35,7 +43,7 @@ export interface AwsProviderOptions {
   readonly chunkSize?: number;
 }
 
-export interface AwsProvider extends Provider {
+export interface AwsProvider extends Provider, ConsoleOutputProvider {
   readonly kind: 'aws';
   /** The launch plan of a request, with AMIs and subnets looked up. Launches nothing. */
   plan(request: LaunchRequest): Promise<LaunchPlan>;
@@ -55,27 +63,53 @@ export function createAwsProvider(optionsOrSpec: AwsProviderOptions | AwsProvide
   let config: Promise<AwsConfig | undefined> | undefined;
   const getConfig = () => (config ??= loadAwsConfig(configPath));
 
-  const prepare = async (request: LaunchRequest): Promise<FleetRequest> => {
+  /** The fleet of a request; for a launch (`forLaunch`), Node.js for the instances is put in the store first. */
+  const prepare = async (request: LaunchRequest, forLaunch = false): Promise<FleetRequest> => {
     const spec = awsSpec(request);
     const plan = await resolveLaunchPlan(spec, request.count, {
       clients: sdk(spec.profile),
       config: await getConfig(),
       lifetimeMs: Math.max(0, request.boot.expiresAt.getTime() - Date.now()),
     });
+    const node = forLaunch && plan.problems.length === 0 ? await provideNode(request, plan) : undefined;
     return {
       plan,
       runId: request.runId,
       specName: request.specName,
       boot: request.boot,
       minCount: request.minCount,
-      userData: renderUserData(request.boot, options.userData),
+      // Nobody can look around on a failed instance without SSH: it ends at once then.
+      userData: renderUserData({ boot: request.boot, architecture: plan.architecture, node, failureGraceMinutes: plan.keyName ? 5 : 0 }),
     };
+  };
+
+  /**
+   * Node.js in the store for images without it. Without it, an image that has Node.js ≥ 20 still
+   * boots, so only a run on the default image (which has none) is refused.
+   */
+  const provideNode = async (request: LaunchRequest, plan: LaunchPlan): Promise<NodeRuntime | undefined> => {
+    try {
+      return await (options.provideNode ?? publishToStore)(plan.architecture, request.boot, request.onProgress);
+    } catch (error) {
+      if (!(error instanceof NodeRuntimeError)) throw error;
+      if (plan.regions.some((r) => r.amiSource !== 'spec')) {
+        throw new AwsSetupError(
+          `Amazon Linux 2023 has no Node.js ≥ 20, and lockstep could not get one for the instances: ${error.message}`,
+          'let this machine reach https://nodejs.org once (or set LOCKSTEP_NODE_MIRROR to a mirror), or use an AMI with Node.js ≥ 20 (`provider.ami`)',
+          { cause: error },
+        );
+      }
+      request.onProgress?.(`Warning: no Node.js for the instances (${error.message}): only an image with Node.js ≥ 20 boots`);
+      return undefined;
+    }
   };
 
   const regionsToSearch = async (): Promise<string[]> => {
     const found = new Set<string>(options.regions ?? []);
-    if (options.spec) for (const region of specRegions(options.spec)) found.add(region);
-    for (const region of Object.keys((await getConfig())?.regions ?? {})) found.add(region);
+    if (!options.regions) {
+      if (options.spec) for (const region of specRegions(options.spec)) found.add(region);
+      for (const region of Object.keys((await getConfig())?.regions ?? {})) found.add(region);
+    }
     for (const region of regionOf.values()) found.add(region);
     if (found.size === 0) {
       throw new AwsSetupError('No region to look in', 'pass the regions (`--region`), or run `lockstep aws bootstrap` first');
@@ -95,7 +129,7 @@ export function createAwsProvider(optionsOrSpec: AwsProviderOptions | AwsProvide
     },
 
     async launch(request) {
-      const fleet = await prepare(request);
+      const fleet = await prepare(request, true);
       request.onProgress?.(
         `Launching ${fleet.plan.instances} × ${fleet.plan.instanceType} in ${fleet.plan.regions.map((r) => `${r.region} (${r.count})`).join(', ')}`,
       );
@@ -152,6 +186,12 @@ export function createAwsProvider(optionsOrSpec: AwsProviderOptions | AwsProvide
       await terminateByRegion(sdk(), byRegion, { sleep: options.sleep });
     },
 
+    async consoleOutput(instanceId) {
+      if (!regionOf.has(instanceId)) await locate([instanceId]);
+      const region = regionOf.get(instanceId);
+      return region ? getConsoleOutput(sdk(), region, instanceId) : undefined;
+    },
+
     async dispose() {
       if (!options.clients) made?.destroy();
       made = options.clients;
@@ -165,6 +205,15 @@ export function createAwsProvider(optionsOrSpec: AwsProviderOptions | AwsProvide
         for (const i of found) if (i.InstanceId) regionOf.set(i.InstanceId, region);
       }),
     );
+  }
+}
+
+async function publishToStore(architecture: Architecture, boot: AgentBoot, onProgress?: (message: string) => void): Promise<NodeRuntime> {
+  const store = await openStore(boot.store);
+  try {
+    return await publishNodeRuntime(store, architecture, { onProgress });
+  } finally {
+    await store.dispose();
   }
 }
 

@@ -1,4 +1,4 @@
-import { terminateInstances } from './api.ts';
+import { describeInstances, terminateInstances } from './api.ts';
 import type { AwsClients } from './clients.ts';
 import { AwsApiError, AwsSetupError, awsErrorCode } from './errors.ts';
 import { retry } from '../../util/retry.ts';
@@ -32,14 +32,25 @@ export async function terminateByRegion(
           maxDelayMs: 10_000,
           sleep: options.sleep,
           retryable: (error) => isThrottling(error) || awsErrorCode(error) === 'InvalidInstanceID.NotFound',
-        }).catch((error: unknown) => {
-          throw terminateError(error, region, chunk);
+        }).catch(async (error: unknown) => {
+          // Ending what has ended already is done, whatever EC2 answered: ask again for the rest only.
+          const live = await stillRunning(clients, region, chunk).catch(() => chunk);
+          if (live.length === 0) return;
+          if (live.length === chunk.length) throw terminateError(error, region, chunk);
+          await terminateInstances(clients, region, live).catch((again: unknown) => Promise.reject(terminateError(again, region, live)));
         }),
       ),
     ),
   );
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;
+}
+
+/** Of `ids`, those EC2 still lists as pending, running, stopping or stopped. */
+async function stillRunning(clients: AwsClients, region: string, ids: readonly string[]): Promise<string[]> {
+  const found = await describeInstances(clients, region, [{ Name: 'instance-id', Values: [...ids] }]);
+  const ended = new Set(found.filter((i) => ['shutting-down', 'terminated'].includes(i.State?.Name ?? '')).map((i) => i.InstanceId));
+  return ids.filter((id) => !ended.has(id));
 }
 
 function terminateError(error: unknown, region: string, ids: readonly string[]): Error {

@@ -57,9 +57,20 @@ function fleet(regions: RegionPlan[], extra: Partial<LaunchPlan> = {}, minCount?
     specName: 'dkg',
     boot,
     minCount: minCount ?? instances,
-    userData: renderUserData(boot),
+    userData: renderUserData({ boot, architecture: 'x86_64' }),
   };
 }
+
+/** Node.js for the instances, as if it were in the store already (no download in these tests). */
+const provideNode = async (architecture: 'x86_64' | 'arm64') => ({
+  version: 'v24.0.0',
+  architecture,
+  key: 'runtimes/node-v24.0.0-linux-x64.tar.gz',
+  sha256: 'c'.repeat(64),
+  dir: 'node-v24.0.0-linux-x64',
+  bytes: 1,
+  uploaded: false,
+});
 
 let serial = 0;
 /** A RunInstances answer with `n` instances (or MaxCount when n is omitted). */
@@ -119,7 +130,7 @@ describe('launch', () => {
     });
 
     it('launches 4/3/3, every request with the tags, IMDSv2 + metadata tags, terminate-on-shutdown and a ClientToken', async () => {
-      const provider = createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep });
+      const provider = createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep, provideNode });
       const instances = await provider.launch(request());
       expect(instances).toHaveLength(10);
       const inputs = runInputs(aws);
@@ -154,12 +165,15 @@ describe('launch', () => {
     });
 
     it('puts no credential in user-data or tags, and the user-data decodes to the bash boot script', async () => {
-      const provider = createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep });
+      const provider = createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep, provideNode });
       await provider.launch(request());
       for (const input of runInputs(aws)) {
         const script = Buffer.from(input.UserData!, 'base64').toString('utf8');
         expect(script.startsWith('#!/bin/bash\n')).toBe(true);
-        expect(script).toContain('aws s3 cp');
+        // Node.js from the store for the planned architecture; no AWS CLI.
+        expect(script).toContain('\nNODE_KEY=runtimes/node-v24.0.0-linux-x64.tar.gz\n');
+        expect(script).toContain('\nARCHITECTURE=x86_64\n');
+        expect(script).not.toContain('aws s3');
         const everything = script + JSON.stringify(input.TagSpecifications);
         for (const secret of Object.values(FAKE_CREDENTIALS)) expect(everything).not.toContain(secret);
         // The operator's profile name is not passed on either: instances use their instance profile.
@@ -168,11 +182,11 @@ describe('launch', () => {
     });
 
     it('sends the same ClientTokens when the same launch is made again, so EC2 does not double the fleet', async () => {
-      const provider = createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep });
+      const provider = createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep, provideNode });
       await provider.launch(request());
       const first = runInputs(aws).map((i) => i.ClientToken);
       aws.ec2.resetHistory();
-      await createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep }).launch(request());
+      await createAwsProvider({ clients, configPath: '/nonexistent/aws.json', sleep: noSleep, provideNode }).launch(request());
       expect(runInputs(aws).map((i) => i.ClientToken).sort()).toEqual([...first].sort());
       expect(clientToken('run-10', 'us-east-1', 'subnet-a', 0)).not.toBe(clientToken('run-11', 'us-east-1', 'subnet-a', 0));
     });

@@ -1,10 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserDataTooLargeError } from '../../../src/provider/aws/errors.ts';
 import {
+  bootScriptBody,
   encodeUserData,
   parseStoreLocation,
   renderUserData,
@@ -19,98 +17,77 @@ const boot = {
   agentKey: 'agents/0.1.0/agent.mjs',
   expiresAt: new Date('2030-01-01T02:00:00Z'),
 };
+const node = { key: 'runtimes/node-v24.1.0-linux-arm64.tar.gz', sha256: 'ab'.repeat(32), dir: 'node-v24.1.0-linux-arm64' };
 
 describe('user-data', () => {
   let restoreEnv: () => void;
   beforeAll(() => (restoreEnv = useFakeCredentials()));
   afterAll(() => restoreEnv());
 
-  it('is a bash script that installs Node 20, fetches the agent bundle with the AWS CLI, arms a dead-man switch and starts the agent', () => {
-    const script = renderUserData(boot);
+  it("is the run's values, then the boot script: valid bash, well under EC2's limit", () => {
+    const script = renderUserData({ boot, architecture: 'arm64', node, failureGraceMinutes: 5 });
     expect(script.startsWith('#!/bin/bash\n')).toBe(true);
-    expect(script).toContain('dnf install -y -q nodejs20');
-    expect(script).toContain("AGENT_URI=s3://my-bucket/lockstep/agents/0.1.0/agent.mjs");
-    expect(script).toContain('AGENT_REGION=eu-west-1');
-    expect(script).toContain('aws s3 cp --only-show-errors');
-    expect(script).toContain(`EXPIRES_EPOCH=${Date.parse('2030-01-01T02:00:00Z') / 1000}`);
-    expect(script).toContain('shutdown -h "+$1" "$2"');
-    expect(script).toContain('power_off_in "$minutes"');
-    expect(script).toContain('export LOCKSTEP_IDENTITY=ec2');
-    expect(script).toContain('"$NODE" "$AGENT_FILE"');
-    // Valid bash.
+    const values = Object.fromEntries(
+      script
+        .split('\n')
+        .filter((line) => /^[A-Z_0-9]+=/.test(line))
+        .slice(0, 13)
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
+    expect(values).toEqual({
+      RUN_ID: 'r-20250101-abcd',
+      EXPIRES_EPOCH: String(Date.parse('2030-01-01T02:00:00Z') / 1000),
+      ARCHITECTURE: 'arm64',
+      FAILURE_GRACE_MINUTES: '5',
+      STORE_BUCKET: 'my-bucket',
+      STORE_PREFIX: 'lockstep/',
+      STORE_REGION: 'eu-west-1',
+      STORE_ENDPOINT: "''",
+      STORE_PATH_STYLE: "''",
+      AGENT_KEY: 'agents/0.1.0/agent.mjs',
+      NODE_KEY: 'runtimes/node-v24.1.0-linux-arm64.tar.gz',
+      NODE_SHA256: 'ab'.repeat(32),
+      NODE_DIR: 'node-v24.1.0-linux-arm64',
+    });
+    expect(script.endsWith(bootScriptBody())).toBe(true);
+    // Comments and indentation of the source stay out of the 16 KB.
+    expect(bootScriptBody()).not.toMatch(/^\s*#|^\s+/m);
+    expect(Buffer.byteLength(script)).toBeLessThan(USER_DATA_LIMIT - 3000);
     execFileSync('bash', ['-n'], { input: script });
+    // No AWS CLI and no package manager on any path.
+    expect(script).not.toMatch(/\baws s3\b|\bdnf\b|\byum\b|apt-get/);
   });
 
   it('holds no credential, and base64 decodes back to the script', () => {
-    const script = renderUserData(boot);
-    const encoded = encodeUserData(script);
-    expect(encoded).toMatch(/^[A-Za-z0-9+/]+=*$/);
-    const decoded = Buffer.from(encoded, 'base64').toString('utf8');
+    const script = renderUserData({ boot: { ...boot, store: 's3://my-bucket/lockstep?region=eu-west-1&profile=operator' }, architecture: 'x86_64', node });
+    const decoded = Buffer.from(encodeUserData(script), 'base64').toString('utf8');
     expect(decoded).toBe(script);
     for (const secret of Object.values(FAKE_CREDENTIALS)) expect(decoded).not.toContain(secret);
-    expect(decoded).not.toMatch(/AWS_(ACCESS_KEY_ID|SECRET_ACCESS_KEY|SESSION_TOKEN)/);
+    expect(decoded).not.toContain('operator');
   });
 
-  it('lets a test substitute the install, the download, the power-off and the metadata endpoint, and runs with bash', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lockstep-userdata-'));
-    try {
-      writeFileSync(join(dir, 'bundle.mjs'), "console.log('agent ran as', process.env.LOCKSTEP_IDENTITY, process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT)\n");
-      const script = renderUserData(boot, {
-        installCommand: 'true',
-        downloadCommand: `cp ${join(dir, 'bundle.mjs')} "$AGENT_FILE"`,
-        powerOffCommand: `echo "power off in $1 min: $2" >> ${join(dir, 'power.log')}`,
-        imdsEndpoint: 'http://127.0.0.1:1',
-        workDir: join(dir, 'work'),
-      });
-      expect(script).not.toContain('dnf');
-      expect(script).not.toContain('shutdown -h');
-      const out = execFileSync('bash', ['-c', script], { encoding: 'utf8', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
-      expect(out).toContain('agent ran as ec2 http://127.0.0.1:1');
-      const power = execFileSync('cat', [join(dir, 'power.log')], { encoding: 'utf8' });
-      expect(power).toMatch(/^power off in \d+ min: lockstep run r-20250101-abcd expired\n$/);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  });
-
-  it('ends the instance soon when a boot step keeps failing', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'lockstep-userdata-'));
-    try {
-      const script = renderUserData(boot, {
-        installCommand: 'true',
-        downloadCommand: 'false',
-        powerOffCommand: `echo "$1 $2" >> ${join(dir, 'power.log')}`,
-        workDir: join(dir, 'work'),
-        failureGraceMinutes: 3,
-      });
-      // retry sleeps 1+4+9+16 s between attempts: make `sleep` instant for the test.
-      writeFileSync(join(dir, 'sleep'), '#!/bin/sh\nexit 0\n', { mode: 0o755 });
-      let status = 0;
-      try {
-        execFileSync('bash', ['-c', script], { stdio: 'pipe', env: { ...process.env, PATH: `${dir}:${process.env.PATH}` } });
-      } catch (error) {
-        status = (error as { status: number }).status;
-      }
-      expect(status).not.toBe(0);
-      const power = execFileSync('cat', [join(dir, 'power.log')], { encoding: 'utf8' }).trim().split('\n');
-      expect(power[1]).toBe('3 lockstep boot failed');
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
+  it('leaves Node.js out when lockstep has none for the instances, and takes the endpoint and path style of the locator', () => {
+    const script = renderUserData({ boot: { ...boot, store: 's3://b-1/p/q?endpoint=http://127.0.0.1:4566&pathStyle=false' }, architecture: 'x86_64', storeRegion: 'us-west-2' });
+    expect(script).toContain("\nNODE_KEY=''\n");
+    expect(script).toContain('\nSTORE_ENDPOINT=http://127.0.0.1:4566\n');
+    expect(script).toContain('\nSTORE_PATH_STYLE=false\n');
+    expect(script).toContain('\nSTORE_REGION=us-west-2\n');
+    expect(script).toContain('\nSTORE_PREFIX=p/q/\n');
   });
 
   it('refuses a script over 16 KB', () => {
-    expect(() => renderUserData(boot, { installCommand: '#'.repeat(USER_DATA_LIMIT) })).toThrow(UserDataTooLargeError);
+    expect(() => renderUserData({ boot: { ...boot, agentKey: `agents/${'x'.repeat(USER_DATA_LIMIT)}` }, architecture: 'x86_64' })).toThrow(UserDataTooLargeError);
     expect(() => encodeUserData('x'.repeat(USER_DATA_LIMIT + 1))).toThrow(/over EC2's limit of 16384/);
   });
 
   it('needs an S3 store, and drops the operator-only profile from the locator instances see', () => {
-    expect(() => renderUserData({ ...boot, store: '.lockstep/store' })).toThrow(/EC2 instances need an S3 store/);
-    expect(parseStoreLocation('s3://bkt/a/b/?region=us-east-2&endpoint=http://x')).toEqual({
+    expect(() => renderUserData({ boot: { ...boot, store: '.lockstep/store' }, architecture: 'x86_64' })).toThrow(/EC2 instances need an S3 store/);
+    expect(parseStoreLocation('s3://bkt/a/b/?region=us-east-2&endpoint=http://x&pathStyle=true')).toEqual({
       bucket: 'bkt',
       prefix: 'a/b/',
       region: 'us-east-2',
       endpoint: 'http://x',
+      forcePathStyle: true,
     });
     expect(withoutProfile('s3://bkt/p?region=us-east-1&profile=me')).toBe('s3://bkt/p/?region=us-east-1');
     expect(withoutProfile('s3://bkt/p')).toBe('s3://bkt/p');
