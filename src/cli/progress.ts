@@ -68,6 +68,9 @@ async function runWithLines(instances: number, start: Start): Promise<RunOutcome
       if (event.phase !== 'manifest') say(`${event.phase[0]!.toUpperCase()}${event.phase.slice(1)}: ${event.detail}`);
     } else if (event.type === 'launched') {
       say(`Launched ${event.instances.length} instances: run ${event.runId}`);
+    } else if (event.type === 'boot-failed') {
+      // The summary shows their boot logs.
+      for (const f of event.failures) say(`Did not boot: ${f.instanceId}${f.region ? ` (${f.region})` : ''}: ${f.reason}; ended`);
     } else {
       for (const r of repeatsOf(event)) {
         const state = r.state === 'waiting' ? undefined : r.state;
@@ -95,6 +98,8 @@ async function runWithTaskList(instances: number, repeats: number, start: Start)
     } else if (event.type === 'launched') {
       details.launch = `${event.instances.length} instances, run ${event.runId}`;
       phases.launch.resolve();
+    } else if (event.type === 'boot-failed') {
+      // The summary names them, with their boot logs.
     } else {
       for (const r of repeatsOf(event)) {
         const task = repeatTasks[r.repeat - 1];

@@ -7,6 +7,7 @@ import { countingStore } from '../store/counting.ts';
 import { putJson, type Store } from '../store/store.ts';
 import { publishAgent } from './agent-bundle.ts';
 import { publishArtifact } from './artifact.ts';
+import { BootWatch, type BootFailure } from './boot-watch.ts';
 import { endRun, type EndRunOutcome } from './down.ts';
 import { expandFaults } from './fault-timeline.ts';
 import { checkRun } from './preflight.ts';
@@ -24,7 +25,9 @@ export type RunEvent =
   /** How the run stands, while it is followed (from aggregates: see `readProgress`). */
   | { readonly type: 'progress'; readonly progress: RunProgress }
   /** The whole status, read once at the end. */
-  | { readonly type: 'status'; readonly status: RunStatus };
+  | { readonly type: 'status'; readonly status: RunStatus }
+  /** Instances that did not boot (they have been ended). */
+  | { readonly type: 'boot-failed'; readonly failures: readonly BootFailure[] };
 
 export interface RunOptions {
   readonly loaded: LoadedSpec;
@@ -61,6 +64,10 @@ export interface RunOutcome {
   readonly leftRunning?: readonly string[];
   /** A run stopped early (`signal`): what ending it did. */
   readonly ended?: EndRunOutcome;
+  /** Instances that did not boot within `timeouts.boot` (or whose boot failed), and why. */
+  readonly bootFailures: readonly BootFailure[];
+  /** True when the run was ended because too few instances booted. */
+  readonly endedForBootFailures: boolean;
 }
 
 export { openReachableStore, StoreUnreachableError } from './reachable.ts';
@@ -82,6 +89,8 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
   const runId = newRunId(spec.name);
   let outcome: RunOutcome | undefined;
   let failed = true;
+  let endedForBootFailures = false;
+  let notBooted: readonly string[] = [];
   let leftRunning: string[] = [];
   let ended: EndRunOutcome | undefined;
   try {
@@ -142,13 +151,25 @@ export async function runExperiment(options: RunOptions): Promise<RunOutcome> {
     });
     emit({ type: 'launched', runId, instances });
 
-    const { status, lost } = await followRun(store, provider, manifest, options, emit);
-    outcome = { runId, store: store.locator, status, lostInstances: lost, ok: status.state === 'done' && lost.length === 0 };
+    const boot = new BootWatch(store, provider, runId, instances, spec.timeouts.boot);
+    const { status, lost } = await followRun(store, provider, manifest, options, emit, boot);
+    endedForBootFailures = boot.healthy < manifest.minInstances;
+    notBooted = boot.booting;
+    outcome = {
+      runId,
+      store: store.locator,
+      status,
+      // Instances that did not boot are reported as such, not as lost.
+      lostInstances: lost.filter((id) => !boot.failed.some((f) => f.instanceId === id)),
+      ok: status.state === 'done' && lost.length === 0 && boot.failed.length === 0,
+      bootFailures: boot.failed,
+      endedForBootFailures,
+    };
     failed = false;
   } finally {
     try {
       if (provider && instances.length > 0) {
-        ({ leftRunning, ended } = await cleanUp(store, provider, runId, instances, { ...options, keep: spec.keep && !failed, completed: !failed }, emit));
+        ({ leftRunning, ended } = await cleanUp(store, provider, runId, instances, { ...options, keep: spec.keep && !failed, completed: !failed, endedForBootFailures, notBooted }, emit));
         // Stopped early: the summary shows the run as it was left (stopped repeats, repeats not run).
         if (ended && outcome) outcome = { ...outcome, status: await runStatus(store, runId).catch(() => outcome!.status) };
       }
@@ -175,10 +196,23 @@ async function cleanUp(
   provider: Provider,
   runId: string,
   instances: readonly InstanceInfo[],
-  options: RunOptions & { readonly keep: boolean; readonly completed: boolean },
+  options: RunOptions & {
+    readonly keep: boolean;
+    readonly completed: boolean;
+    readonly endedForBootFailures: boolean;
+    /** Instances still booting when the run ended: no agent there to stop by itself. */
+    readonly notBooted: readonly string[];
+  },
   emit: (event: RunEvent) => void,
 ): Promise<{ leftRunning: string[]; ended?: EndRunOutcome }> {
   const ids = instances.map((i) => i.id);
+  if (options.endedForBootFailures) {
+    // The instances that did boot wait at the barrier for ones that never come: they stop and upload what they have.
+    emit({ type: 'phase', phase: 'cleanup', detail: `too few instances booted: ending all ${ids.length}` });
+    if (options.notBooted.length > 0) await provider.terminate(options.notBooted);
+    const ended = await endRun(store, provider, runId, { graceMs: options.endGraceMs ?? 10_000, reason: 'too few instances booted' });
+    return { leftRunning: [], ended };
+  }
   if (options.signal?.aborted) {
     const end = options.confirmEnd ? await options.confirmEnd({ runId, instances: ids.length }) : true;
     if (!end) {
@@ -230,6 +264,8 @@ export async function followRun(
   manifest: RunManifest,
   options: Pick<RunOptions, 'pollIntervalMs' | 'signal'>,
   emit: (event: RunEvent) => void,
+  /** Instances still booting: ended when they fail to, and the run with them when too few are left. */
+  boot?: BootWatch,
 ): Promise<{ status: RunStatus; lost: string[] }> {
   const minIntervalMs = options.pollIntervalMs ?? 500;
   const deadline = Date.parse(manifest.expiresAt) + 60_000;
@@ -241,6 +277,15 @@ export async function followRun(
     // holds the last record of every instance the provider knows as ended.
     const alive = await provider.list(manifest.runId);
     const allEnded = alive.length > 0 && alive.every((i) => i.state === 'ended');
+    if (boot?.pending) {
+      const failures = await boot.check();
+      if (failures.length > 0) {
+        emit({ type: 'boot-failed', failures });
+        // They will never join: end them now.
+        await provider.terminate(failures.map((f) => f.instanceId));
+        if (boot.healthy < manifest.minInstances) return { status: await runStatus(store, manifest.runId, manifest), lost: [] };
+      }
+    }
     const before = spent();
     progress = await readProgress(counted, manifest, { previous: progress, running: new Set(alive.filter((i) => i.state !== 'ended').map((i) => i.id)) });
     emit({ type: 'progress', progress });
@@ -251,11 +296,21 @@ export async function followRun(
       emit({ type: 'status', status });
       if (!over && !allEnded) return { status, lost: [] };
       // Instances the provider knows as ended whose agent never said it finished: they died.
-      const finished = new Set(status.instances.filter((i) => agentEnded(i.state)).map((i) => i.instanceId));
+      const finished = await finishedInstances(store, manifest.runId, status);
       return { status, lost: alive.filter((i) => i.state === 'ended' && !finished.has(i.id)).map((i) => i.id) };
     }
     const budget = FOLLOW_REQUESTS_PER_MINUTE * Math.max(1, 1000 / manifest.instances);
     const waitMs = Math.max(minIntervalMs, ((spent() - before) * 60_000) / budget);
     await delay(waitMs, undefined, { signal: options.signal }).catch(() => {});
   }
+}
+
+/**
+ * Instances whose agent finished its part of the run. An agent that stopped on a signal when
+ * nobody asked the run to stop (no abort record) was ended from outside, as when a spot instance
+ * is reclaimed: that instance was lost, whatever its agent managed to write.
+ */
+async function finishedInstances(store: Store, runId: string, status: RunStatus): Promise<Set<string>> {
+  const aborted = (await store.get(layout.abort(runId))) !== undefined;
+  return new Set(status.instances.filter((i) => agentEnded(i.state) && (aborted || i.state !== 'aborted')).map((i) => i.instanceId));
 }

@@ -81,12 +81,15 @@ export const specSchema = z
     startDelay: duration.default(1000).describe('Time between the last ready record and the common start time T'),
     timeouts: z
       .strictObject({
+        boot: positiveDuration
+          .default(600_000)
+          .describe('How long an instance may take from launch until its agent reports; one that takes longer is ended, and the run with it when too few are left'),
         barrier: positiveDuration.default(600_000),
         setup: positiveDuration.default(1_800_000),
         run: positiveDuration.default(1_800_000),
         instance: positiveDuration.default(7_200_000).describe('Lifetime of an instance; its agent ends it when this expires'),
       })
-      .default({ barrier: 600_000, setup: 1_800_000, run: 1_800_000, instance: 7_200_000 }),
+      .default({ boot: 600_000, barrier: 600_000, setup: 1_800_000, run: 1_800_000, instance: 7_200_000 }),
     keep: z
       .boolean()
       .default(false)

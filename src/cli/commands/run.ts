@@ -1,5 +1,6 @@
 import { defineCommand } from 'citty';
 import { createInterface } from 'node:readline';
+import { formatBootFailures } from '../../controller/boot-watch.ts';
 import { runExperiment, type RunEvent, type RunOptions, type RunOutcome } from '../../controller/run.ts';
 import { isSweep, planSweep, runSweep, type SweepOutcome } from '../../controller/sweep.ts';
 import { pointLabel } from '../../results/matrix.ts';
@@ -77,21 +78,28 @@ interface Interruption {
 
 /**
  * Ctrl-C stops following the run (or sweep); the run's instances are then ended, if the user says
- * so (or at once with --yes or without a terminal). The exit code says how it went.
+ * so (or at once with --yes or without a terminal). SIGTERM (a scheduler, `kill`) ends them
+ * without asking. The exit code says how it went.
  */
 async function interruptible<T extends RunOutcome | SweepOutcome>(
   args: { readonly yes: boolean },
   work: (interruption: Interruption) => Promise<T>,
 ): Promise<{ outcome: T; exitCode: number }> {
   const interrupt = new AbortController();
+  let terminated = false;
   const onSigint = () => {
     if (!interrupt.signal.aborted) interrupt.abort('interrupted');
   };
+  const onSigterm = () => {
+    terminated = true;
+    onSigint();
+  };
   process.on('SIGINT', onSigint);
+  process.on('SIGTERM', onSigterm);
   let stopDisplay = async () => {};
   const confirmEnd = async ({ runId, instances }: { runId: string; instances: number }): Promise<boolean> => {
     await stopDisplay();
-    if (args.yes || !process.stdin.isTTY) {
+    if (args.yes || terminated || !process.stdin.isTTY) {
       console.error(`Interrupted: ending the ${instances} instance(s) of ${runId}`);
       return true;
     }
@@ -102,6 +110,7 @@ async function interruptible<T extends RunOutcome | SweepOutcome>(
     return { outcome, exitCode: interrupt.signal.aborted ? EXIT.interrupted : outcome.ok ? EXIT.ok : EXIT.failed };
   } finally {
     process.off('SIGINT', onSigint);
+    process.off('SIGTERM', onSigterm);
   }
 }
 
@@ -121,13 +130,20 @@ async function runShown(options: RunOptions, args: ShowArgs, interruption: Inter
   } else if (args.json) {
     console.log(
       JSON.stringify(
-        { ...summary, store: outcome.store, ok: outcome.ok, lostInstances: outcome.lostInstances, leftRunning: outcome.leftRunning ?? [], ...(outcome.ended ? { ended: outcome.ended } : {}) },
+        { ...summary, store: outcome.store, ok: outcome.ok, lostInstances: outcome.lostInstances, bootFailures: outcome.bootFailures, leftRunning: outcome.leftRunning ?? [], ...(outcome.ended ? { ended: outcome.ended } : {}) },
         null,
         2,
       ),
     );
   } else {
     console.log(formatSummary(summary));
+    if (outcome.bootFailures.length > 0) console.log(formatBootFailures(outcome.bootFailures));
+    if (outcome.endedForBootFailures) {
+      const { instances, minInstances } = outcome.status.manifest;
+      console.log(
+        `Ended the run: ${outcome.bootFailures.length} of ${instances} instances did not boot, and it needs ${minInstances}${minInstances < instances ? ' (minInstances)' : ''}; every instance was ended.`,
+      );
+    }
     if (outcome.lostInstances.length > 0) console.log(`Instances that ended before the run was over: ${outcome.lostInstances.join(', ')}`);
     if (outcome.ended) console.log(`Ended: ${describeEnded(outcome.ended)}.`);
     if (outcome.leftRunning?.length && !summary.kept) console.log(`Left running: ${outcome.leftRunning.join(', ')}; end them with \`lockstep down ${outcome.runId}\``);
