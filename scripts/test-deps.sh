@@ -3,6 +3,8 @@
 # tc for the network-emulation tests), Chromium (the HTML report is checked in a headless browser),
 # and OpenSSH's server and client with sudo (the SSH provider is tested against real sshd, as root
 # and as a user that goes through sudo).
+# The emulated cloud of the AWS tests boots each instance with this machine's curl, wget and openssl,
+# in namespaces of its own (unshare, from util-linux; as root).
 # moto_server (S3 with conditional writes, and the AWS control plane) comes from Python's registry.
 set -euo pipefail
 if ! command -v moto_server >/dev/null 2>&1; then
@@ -18,6 +20,10 @@ command -v ip >/dev/null 2>&1 && command -v tc >/dev/null 2>&1 || missing+=(ipro
 [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v sudo >/dev/null 2>&1 || missing+=(sudo)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+command -v wget >/dev/null 2>&1 || missing+=(wget)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing ${missing[*]} (apt-get)…"
 sudo=""

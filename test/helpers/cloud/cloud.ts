@@ -42,6 +42,9 @@ export interface EmulatedCloud<Names extends string> {
 }
 
 export async function startEmulatedCloud<Names extends string = never>(options: EmulatedCloudOptions<Names>): Promise<EmulatedCloud<Names>> {
+  if (process.getuid?.() !== 0) {
+    throw new Error('The emulated cloud boots each instance in PID and mount namespaces of its own, which needs root: run the AWS tests as root (CI does)');
+  }
   mkdirSync(options.root, { recursive: true });
   const [moto, s3] = await Promise.all([startMoto(), startMoto({ warm: 's3' })]);
   const stops: Array<() => Promise<void>> = [() => moto.stop(), () => s3.stop()];
