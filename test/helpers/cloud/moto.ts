@@ -12,10 +12,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DescribeInstancesCommand, DescribeRegionsCommand, EC2Client } from '@aws-sdk/client-ec2';
+import { motoServerPath } from '../s3-server.ts';
 
 export interface Moto {
   /** `http://127.0.0.1:<port>`. */
@@ -36,13 +37,11 @@ export const MOTO_ACCOUNT = '123456789012';
 export const MOTO_MISSING =
   "moto_server is not installed: the AWS tests run against it. Install it with `pip install 'moto[server]'` (Python ≥ 3.9), or run scripts/test-deps.sh";
 
-export function motoServerPath(): string | undefined {
-  const found = spawnSync('bash', ['-c', 'command -v moto_server'], { encoding: 'utf8' });
-  return found.status === 0 ? found.stdout.trim() : undefined;
-}
-
 // (Background jobs read /dev/null unless told otherwise: the watcher reads the saved stdin, fd 3.)
-const WATCHDOG = 'exec 3<&0; "$0" -H 127.0.0.1 -p "$1" & pid=$!; { read -r _ <&3; kill "$pid"; } 2>/dev/null & wait "$pid"';
+// On SIGTERM the shell waits for moto_server to be gone before it exits, so that stop() returns
+// only then (moto can take seconds to exit; past 5 s the group gets SIGKILL).
+const WATCHDOG =
+  'exec 3<&0; "$0" -H 127.0.0.1 -p "$1" & pid=$!; trap \'kill "$pid" 2>/dev/null; wait "$pid"; exit 143\' TERM; { read -r _ <&3; kill "$pid"; } 2>/dev/null & wait "$pid"';
 
 /**
  * `warm`: the service whose first request makes moto load its models (seconds), paid here once.
@@ -116,7 +115,10 @@ function amiEnv(): Record<string, string> {
     const script = spawnSync('bash', ['-c', 'command -v pyenv >/dev/null && pyenv which moto_server || command -v moto_server'], { encoding: 'utf8' }).stdout.trim();
     const python = script ? /^#!\s*(\S+python\S*)/.exec(readFileSync(script, 'utf8').split('\n')[0] ?? '')?.[1] : undefined;
     if (python) {
-      const file = join(mkdtempSync(join(tmpdir(), 'lockstep-moto-amis-')), 'amis.json');
+      // Below the suite's temporary root when there is one (removed at the end even if this worker is killed).
+      const dir = mkdtempSync(join(process.env.LOCKSTEP_TEST_ROOT ?? tmpdir(), 'lockstep-moto-amis-'));
+      process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+      const file = join(dir, 'amis.json');
       const made = spawnSync(python, ['-c', AL2023_AMIS, file], { encoding: 'utf8' });
       if (made.status === 0) amiFile = file;
     }
