@@ -15,6 +15,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSyn
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ImageProfile } from './images.ts';
+import { isZombie } from '../proc.ts';
 
 export interface MachineOptions {
   readonly id: string;
@@ -194,14 +195,5 @@ function signal(pid: number, name: NodeJS.Signals): void {
     process.kill(pid, name);
   } catch {
     // Gone already.
-  }
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return true;
   }
 }

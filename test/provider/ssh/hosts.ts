@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { stringify } from 'yaml';
 import { tempDir } from '../../helpers/temp.ts';
+import { isZombie } from '../../helpers/proc.ts';
 
 export const SSHD = '/usr/sbin/sshd';
 
@@ -220,15 +221,6 @@ function childrenOf(parent: number): number[] {
     } catch {}
   }
   return found;
-}
-
-function isZombie(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) === 'Z';
-  } catch {
-    return true;
-  }
 }
 
 async function waitForPort(host: string, port: number, sshd: ChildProcess): Promise<void> {
