@@ -76,11 +76,18 @@ export const bootstrap = defineCommand({
 export const doctor = defineCommand({
   meta: {
     name: 'doctor',
-    description: "Check credentials, the bootstrap's bucket, role and security groups, and (with --spec) vCPU quotas and EC2's dry run",
+    description:
+      "Check credentials, the bootstrap's bucket, role and security groups, (with --spec) vCPU quotas, the AMIs and EC2's dry run, and (with --ami) one machine image in each region",
   },
   args: {
     spec: { type: 'string', description: 'A spec with `provider: aws`: check its fleet (quota, AMIs, subnets, permissions)', valueHint: 'spec.yaml' },
     set: { type: 'string', description: 'Override a spec key (repeatable), as for `lockstep run`', valueHint: 'key=value' },
+    ami: {
+      type: 'string',
+      description: 'An AMI to check in each --region: that it exists and is available there, its architecture against the instance type, and whether the boot runs on it',
+      valueHint: 'ami-… | resolve:ssm:/parameter',
+    },
+    'instance-type': { type: 'string', description: "The instance type to check --ami's architecture against (default: the spec's, if any)", valueHint: 'type' },
     region: regionArg,
     config: configArg,
     profile: profileArg,
@@ -93,8 +100,21 @@ export const doctor = defineCommand({
       if (spec.provider.kind !== 'aws') throw new UsageError(`${args.spec} does not use \`provider: aws\`: doctor checks AWS specs only`);
       plan = { spec: spec.provider, instances: spec.instances, lifetimeMs: spec.timeouts.instance };
     }
+    if (args.ami !== undefined && !/^(ami-[0-9a-f]{8,17}|resolve:ssm:\/\S+)$/.test(args.ami)) {
+      throw new UsageError(`--ami ${JSON.stringify(args.ami)} is not an AMI id: give one like ami-0abcdef1234567890, or resolve:ssm:/aws/service/… for a public SSM parameter`);
+    }
+    if (args['instance-type'] !== undefined && !/^[a-z][a-z0-9-]*\.[a-z0-9]+$/.test(args['instance-type'])) {
+      throw new UsageError(`--instance-type ${JSON.stringify(args['instance-type'])} is not an instance type: give one like t3a.medium or t4g.small`);
+    }
     const { runAwsDoctor, formatDoctorReport, AwsDoctorError } = await import('../../provider/aws/doctor.ts');
-    const report = await runAwsDoctor({ regions: listOption(rawArgs, 'region'), plan, profile: args.profile, configPath: args.config });
+    const report = await runAwsDoctor({
+      regions: listOption(rawArgs, 'region'),
+      plan,
+      ...(args.ami ? { ami: args.ami } : {}),
+      ...(args['instance-type'] ? { instanceType: args['instance-type'] } : {}),
+      profile: args.profile,
+      configPath: args.config,
+    });
     console.log(args.json ? JSON.stringify(report, null, 2) : formatDoctorReport(report));
     if (!report.ok) throw new AwsDoctorError(report);
   },
@@ -134,7 +154,7 @@ export interface DescribeLaunchPlanOptions {
 export async function describeLaunchPlan(spec: Spec, options: DescribeLaunchPlanOptions = {}): Promise<LaunchPlanDescription> {
   if (spec.provider.kind !== 'aws') throw new UsageError('The launch plan is for `provider: aws` specs');
   const provider = spec.provider;
-  const [{ AwsClients }, { getCallerIdentity }, { loadAwsConfig }, { resolveLaunchPlan, formatLaunchPlan }, { dryRunLaunch }, userData, { AwsSetupError }] =
+  const [{ AwsClients }, { getCallerIdentity }, { loadAwsConfig }, { resolveLaunchPlan, formatLaunchPlan }, { dryRunLaunch }, userData, { AwsSetupError }, { checkImages }] =
     await Promise.all([
       import('../../provider/aws/clients.ts'),
       import('../../provider/aws/api.ts'),
@@ -143,6 +163,7 @@ export async function describeLaunchPlan(spec: Spec, options: DescribeLaunchPlan
       import('../../provider/aws/launch.ts'),
       import('../../provider/aws/user-data.ts'),
       import('../../provider/aws/errors.ts'),
+      import('../../provider/aws/images.ts'),
     ]);
   const clients = new AwsClients({ profile: options.profile ?? provider.profile });
   try {
@@ -168,6 +189,19 @@ export async function describeLaunchPlan(spec: Spec, options: DescribeLaunchPlan
         else throw error;
       }
     }
+    // The AMIs: there, of the type's architecture, a platform the boot runs on.
+    const imageNotes: string[] = [];
+    if (credentials) {
+      const images = await checkImages(
+        clients,
+        plan.regions.map((r) => ({ region: r.region, ami: r.ami })),
+        { architecture: plan.architecture, instanceType: plan.instanceType },
+      );
+      for (const image of images) {
+        if (image.status === 'problem') problems.push(new AwsSetupError(image.detail, image.fix ?? 'use another AMI', { region: image.region }));
+        else imageNotes.push(`AMI in ${image.region}: ${image.detail}${image.status === 'warning' && image.fix ? ` (${image.fix})` : ''}`);
+      }
+    }
     const checked: LaunchPlan = { ...plan, problems };
 
     let dryRun: DryRunResult[] | undefined;
@@ -178,7 +212,7 @@ export async function describeLaunchPlan(spec: Spec, options: DescribeLaunchPlan
         { clients },
       );
     }
-    const lines = [formatLaunchPlan(checked)];
+    const lines = [formatLaunchPlan(checked), ...imageNotes];
     if (!credentials) lines.push('No AWS credentials found: AMIs and subnets will be looked up at launch, and permissions were not checked.');
     for (const r of dryRun ?? []) {
       lines.push(r.allowed ? `EC2 dry run in ${r.region}: allowed` : `EC2 dry run in ${r.region}: NOT allowed (${r.code}: ${r.message})`);

@@ -5,6 +5,7 @@
  */
 import {
   GetConsoleOutputCommand,
+  DescribeImagesCommand,
   DescribeInstanceTypesCommand,
   DescribeVpcsCommand,
   paginateDescribeInstances,
@@ -12,6 +13,7 @@ import {
   paginateDescribeSubnets,
   TerminateInstancesCommand,
   type Filter,
+  type Image,
   type Instance,
   type SecurityGroup,
   type _InstanceType,
@@ -129,6 +131,17 @@ async function everyPage<P, T>(pages: AsyncIterable<P>, operation: string, items
     all.push(...items(page));
   }
   return all;
+}
+
+/** ec2:DescribeImages of one AMI: the image, or `undefined` when the region has no such AMI. */
+export async function describeImage(clients: AwsClients, region: string, imageId: string): Promise<Image | undefined> {
+  try {
+    const out = await clients.ec2(region).send(new DescribeImagesCommand({ ImageIds: [imageId] }));
+    return out.Images?.find((i) => i.ImageId === imageId);
+  } catch (error) {
+    if (['InvalidAMIID.NotFound', 'InvalidAMIID.Unavailable', 'InvalidAMIID.Malformed'].includes(awsErrorCode(error))) return undefined;
+    throw error;
+  }
 }
 
 /** ec2:GetConsoleOutput: what the instance's serial console showed (boot messages, cloud-init's output), decoded. */

@@ -1,22 +1,23 @@
 /**
  * `lockstep aws doctor`: checks that a launch can work (credentials, the bootstrap's bucket, role,
- * instance profile and security groups, the vCPU quota per region against the planned fleet, and
- * EC2's own dry run) and names the fix of each problem.
+ * instance profile and security groups, the vCPU quota per region against the planned fleet, the
+ * machine images, and EC2's own dry run) and names the fix of each problem.
  */
 import type { AwsProviderSpec } from '../../spec/schema.ts';
 import { describeSecurityGroups, describeVcpus, getCallerIdentity, getEc2Quota, getInstanceProfile, headBucket } from './api.ts';
 import { AwsClients } from './clients.ts';
 import { defaultAwsConfigPath, loadAwsConfig, type AwsConfig } from './config.ts';
 import { AwsSetupError, awsErrorMessage, awsFailure, describeAwsCall, isCredentialsError } from './errors.ts';
+import { checkImages } from './images.ts';
 import { dryRunLaunch } from './launch.ts';
 import { resolveLaunchPlan, type LaunchPlan } from './plan.ts';
-import { knownInstanceType, vcpuQuotaCode } from './pricing.ts';
+import { architectureOf, knownInstanceType, vcpuQuotaCode } from './pricing.ts';
 import { renderUserData } from './user-data.ts';
 
 export type CheckStatus = 'ok' | 'problem' | 'warning' | 'skipped';
 
 export interface DoctorCheck {
-  /** What was checked: `credentials`, `config`, `bucket`, `instance-profile`, `security-group`, `vcpu-quota`, `plan`, `dry-run`. */
+  /** What was checked: `credentials`, `config`, `bucket`, `instance-profile`, `security-group`, `vcpu-quota`, `plan`, `ami`, `dry-run`. */
   readonly check: string;
   readonly region?: string;
   readonly status: CheckStatus;
@@ -36,6 +37,10 @@ export interface DoctorReport {
 export interface DoctorOptions {
   /** Regions to check. Default: the planned ones, else those of the bootstrap config, else `us-east-1`. */
   readonly regions?: readonly string[];
+  /** An AMI to check in each region (default: the plan's AMIs, when there is a plan). */
+  readonly ami?: string;
+  /** The instance type to check the AMI's architecture against (default: the plan's). */
+  readonly instanceType?: string;
   /** A fleet to check quotas and permissions against (the spec's provider section and `instances`). */
   readonly plan?: { readonly spec: AwsProviderSpec; readonly instances: number; readonly lifetimeMs?: number };
   readonly profile?: string;
@@ -150,7 +155,17 @@ async function doctor(clients: AwsClients, options: DoctorOptions): Promise<Doct
   );
   checks.push(...perRegion.flat());
 
-  // 5. EC2's own opinion of the first launch call in each region.
+  // 5. The machine images: there, available, of the type's architecture, a platform the boot runs on.
+  const images = options.ami
+    ? regions.map((region) => ({ region, ami: options.ami! }))
+    : (plan?.regions.map((r) => ({ region: r.region, ami: r.ami })) ?? []);
+  const instanceType = options.instanceType ?? plan?.instanceType;
+  const fleet = instanceType ? { architecture: architectureOf(instanceType), instanceType } : undefined;
+  for (const image of await checkImages(clients, images, fleet)) {
+    checks.push({ check: 'ami', region: image.region, status: image.status, detail: image.detail, ...(image.fix ? { fix: image.fix } : {}) });
+  }
+
+  // 6. EC2's own opinion of the first launch call in each region.
   if (plan && plan.problems.length === 0) {
     const store = config?.store ?? 's3://lockstep-doctor/lockstep';
     const boot = { runId: 'doctor', store, agentKey: 'agents/doctor/agent.mjs', expiresAt: new Date(Date.now() + 3_600_000) };

@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DescribeSubnetsCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
+import { DescribeImagesCommand, DescribeSubnetsCommand, RunInstancesCommand } from '@aws-sdk/client-ec2';
 import { GetServiceQuotaCommand } from '@aws-sdk/client-service-quotas';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
@@ -31,6 +31,7 @@ describe('aws commands', () => {
     aws = mockAws();
     dir = mkdtempSync(join(tmpdir(), 'lockstep-aws-cli-'));
     aws.ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'ami-al2023' } });
+    aws.ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: 'ami-al2023', Name: 'al2023-ami-2023.9.20251101.0-kernel-6.1-x86_64', Architecture: 'x86_64', State: 'available' }] });
     aws.ec2.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-a', AvailabilityZone: 'zone-a', VpcId: 'vpc-1' }] });
     aws.quotas.on(GetServiceQuotaCommand).resolves({ Quota: { Value: 64 } });
   });
@@ -86,5 +87,17 @@ describe('aws commands', () => {
       runCommand(awsCommand, { rawArgs: ['doctor', '--spec', specFile, '--set', 'instances=80', '--config', configPath] }),
     ).rejects.toBeInstanceOf(AwsDoctorError);
     expect(printed.pop()).toContain('FAIL  vcpu-quota (us-east-1): 40 × t3a.medium = 80 vCPUs, over the quota of 64');
+  });
+
+  it('`aws doctor --ami` refuses what is not an AMI id or an instance type, before any AWS call', async () => {
+    const sts = aws.sts.on(GetCallerIdentityCommand).resolves({ Account: '123456789012', Arn: 'arn:aws:iam::123456789012:user/a' });
+    await expect(runCommand(awsCommand, { rawArgs: ['doctor', '--ami', 'ubuntu-24.04'] })).rejects.toThrow(
+      /--ami "ubuntu-24.04" is not an AMI id: give one like ami-0abcdef1234567890, or resolve:ssm:/,
+    );
+    await expect(runCommand(awsCommand, { rawArgs: ['doctor', '--ami', 'ami-0abcdef1234567890', '--instance-type', 'large'] })).rejects.toMatchObject({
+      name: 'UsageError',
+      message: '--instance-type "large" is not an instance type: give one like t3a.medium or t4g.small',
+    });
+    expect(sts.commandCalls(GetCallerIdentityCommand)).toHaveLength(0);
   });
 });

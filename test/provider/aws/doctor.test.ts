@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DescribeSubnetsCommand, RunInstancesCommand, type RunInstancesCommandInput } from '@aws-sdk/client-ec2';
+import { DescribeImagesCommand, DescribeSubnetsCommand, RunInstancesCommand, type RunInstancesCommandInput } from '@aws-sdk/client-ec2';
 import { GetServiceQuotaCommand } from '@aws-sdk/client-service-quotas';
 import { GetParameterCommand } from '@aws-sdk/client-ssm';
 import { GetCallerIdentityCommand } from '@aws-sdk/client-sts';
@@ -29,6 +29,7 @@ describe('lockstep aws doctor', () => {
     configPath = join(dir, 'aws.json');
     aws.quotas.on(GetServiceQuotaCommand).resolves({ Quota: { Value: 32 } });
     aws.ssm.on(GetParameterCommand).resolves({ Parameter: { Value: 'ami-al2023' } });
+    aws.ec2.on(DescribeImagesCommand).resolves({ Images: [{ ImageId: 'ami-al2023', Name: 'al2023-ami-2023.9.20251101.0-kernel-6.1-x86_64', Architecture: 'x86_64', State: 'available' }] });
     aws.ec2.on(DescribeSubnetsCommand).resolves({ Subnets: [{ SubnetId: 'subnet-a', AvailabilityZone: 'zone-a', VpcId: 'vpc-1' }] });
     aws.ec2.on(RunInstancesCommand).rejects(awsError('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.', 412));
   });
