@@ -134,9 +134,14 @@ export function motoServerPath(): string | undefined {
   return found.status === 0 ? found.stdout.trim() : undefined;
 }
 
-// The emulator goes when this process goes (its stdin closes): background jobs read /dev/null, so
-// the watcher reads the saved stdin, fd 3.
-const MOTO_WATCHDOG = 'exec 3<&0; "$0" -H 127.0.0.1 -p 0 & pid=$!; { read -r _ <&3; kill "$pid"; } 2>/dev/null & wait "$pid"';
+/**
+ * `bash -c MOTO_WATCHDOG <moto_server> <port>` (0: any free port): the emulator goes when this
+ * process goes (its stdin closes; background jobs read /dev/null, so the watcher reads the saved
+ * stdin, fd 3). On SIGTERM the shell exits only once moto_server has (which can take seconds), so
+ * that waiting for the shell waits for the emulator.
+ */
+export const MOTO_WATCHDOG =
+  'exec 3<&0; "$0" -H 127.0.0.1 -p "$1" & pid=$!; trap \'kill "$pid" 2>/dev/null; wait "$pid"; exit 143\' TERM; { read -r _ <&3; kill "$pid"; } 2>/dev/null & wait "$pid"';
 
 /**
  * S3 on `moto_server` (Python moto), on a free loopback port, with one bucket. Unlike s3rver it
@@ -147,7 +152,7 @@ export async function startMotoS3Server(options: S3ServerOptions = {}): Promise<
   if (!binary) throw new Error(MOTO_MISSING);
   const bucket = options.bucket ?? 'lockstep-test';
   const startTimeoutMs = options.startTimeoutMs ?? 20_000;
-  const child = spawn('bash', ['-c', MOTO_WATCHDOG, binary], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+  const child = spawn('bash', ['-c', MOTO_WATCHDOG, binary, '0'], { stdio: ['pipe', 'pipe', 'pipe'], detached: true });
   child.unref();
   for (const stream of [child.stdin, child.stdout, child.stderr]) (stream as unknown as { unref?: () => void }).unref?.();
   let stopped: Promise<void> | undefined;

@@ -16,7 +16,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DescribeInstancesCommand, DescribeRegionsCommand, EC2Client } from '@aws-sdk/client-ec2';
-import { motoServerPath } from '../s3-server.ts';
+import { MOTO_WATCHDOG, motoServerPath } from '../s3-server.ts';
 
 export interface Moto {
   /** `http://127.0.0.1:<port>`. */
@@ -37,11 +37,6 @@ export const MOTO_ACCOUNT = '123456789012';
 export const MOTO_MISSING =
   "moto_server is not installed: the AWS tests run against it. Install it with `pip install 'moto[server]'` (Python ≥ 3.9), or run scripts/test-deps.sh";
 
-// (Background jobs read /dev/null unless told otherwise: the watcher reads the saved stdin, fd 3.)
-// On SIGTERM the shell waits for moto_server to be gone before it exits, so that stop() returns
-// only then (moto can take seconds to exit; past 5 s the group gets SIGKILL).
-const WATCHDOG =
-  'exec 3<&0; "$0" -H 127.0.0.1 -p "$1" & pid=$!; trap \'kill "$pid" 2>/dev/null; wait "$pid"; exit 143\' TERM; { read -r _ <&3; kill "$pid"; } 2>/dev/null & wait "$pid"';
 
 /**
  * `warm`: the service whose first request makes moto load its models (seconds), paid here once.
@@ -53,7 +48,7 @@ export async function startMoto(options: { readonly warm?: 'ec2' | 's3' } = {}):
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     // The emulator goes when this process goes (its stdin closes), so that a crashed test leaves none behind.
-    const child = spawn('bash', ['-c', WATCHDOG, binary, String(port)], { stdio: ['pipe', 'ignore', 'pipe'], detached: true, env: { ...process.env, ...amiEnv() } });
+    const child = spawn('bash', ['-c', MOTO_WATCHDOG, binary, String(port)], { stdio: ['pipe', 'ignore', 'pipe'], detached: true, env: { ...process.env, ...amiEnv() } });
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
