@@ -217,6 +217,13 @@ describe('lockstep on AWS, in the emulated cloud', () => {
       expect(doctor.stdout).toMatch(/warn {2}vcpu-quota \(us-east-1\): Service Quotas did not answer/);
       expect(doctor.stdout).toMatch(/fix: check it in the Service Quotas console; the service did not answer: check the network, and whether AWS_ENDPOINT_URL/);
       expect(doctor.stdout).not.toMatch(/SyntaxError|TypeError|: Error\b/);
+
+      // An AMI belongs to one region: doctor --ami finds the Ubuntu image in its own and fails elsewhere.
+      const ubuntu = cloud.ami('ubuntu', REGIONS.images.ubuntu);
+      const ami = await lockstepDone(root, ['aws', 'doctor', '--ami', ubuntu, '--instance-type', 't3a.micro', '--region', `${REGIONS.images.ubuntu},us-east-1`]);
+      expect(ami.status, ami.stdout + ami.stderr).toBe(1);
+      expect(ami.stdout).toContain(`ok    ami (${REGIONS.images.ubuntu}): ${ubuntu} (${IMAGES.ubuntu2404.amiName}): Ubuntu 24.04`);
+      expect(ami.stdout).toContain(`FAIL  ami (us-east-1): No AMI ${ubuntu} in us-east-1`);
     });
 
     it('N=6 × 2 repeats over 3 regions (2/2/2), invoked as the seed: logs, results and skew come home, every instance ends, gc finds nothing', async () => {
