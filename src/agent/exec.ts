@@ -48,6 +48,8 @@ export interface ExecResult {
 }
 
 export interface PreparedCommand {
+  /** The held shell's pid: the command's process group (for signals, or a cgroup before release). */
+  readonly pid: number | undefined;
   /** Starts the command now; resolves when it has ended. */
   release(): Promise<ExecResult>;
   /** Ends the held wrapper without running the command. */
@@ -80,6 +82,7 @@ export function prepareCommand(request: ExecRequest): PreparedCommand {
   gate.on('error', () => {});
 
   return {
+    pid: child.pid,
     cancel() {
       killGroup(child, 'SIGKILL');
     },

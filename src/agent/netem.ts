@@ -324,6 +324,11 @@ export async function applyByRelay(options: { plan: NetemPlan; address: string; 
   };
 }
 
+/** Resets the node's emulation at the relay (`DELETE`), whatever it was; returns why that failed, or undefined. */
+export function resetAtRelay(relay: string, address: string, request: typeof fetch = fetch): Promise<string | undefined> {
+  return relayRequest(request, 'DELETE', `${relay.replace(/\/+$/, '')}/nodes/${address}`);
+}
+
 /** One request to the relay, tried twice; returns why it failed, or undefined. */
 async function relayRequest(request: typeof fetch, method: 'PUT' | 'DELETE', url: string, body?: string): Promise<string | undefined> {
   let problem = '';

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Impairment } from '../spec/network.ts';
 
 /**
@@ -112,4 +113,19 @@ export function blockedPeers(layout: PartitionLayout, rank: number): number[] {
 export function partitionedRanks(layout: PartitionLayout): number[] {
   const members = layout.kind === 'sides' ? layout.sides.flat() : layout.order;
   return members.filter((rank) => blockedPeers(layout, rank).length > 0).sort((a, b) => a - b);
+}
+
+/**
+ * Names of what an instance's faults leave on a machine while they hold: nftables tables
+ * `lockstep_<run>_<instance>_<entry>_<occurrence>` and (loopback mode) the cgroup
+ * `lockstep_<run>_<instance>`, where `<run>` and `<instance>` are 6 hex digits of a hash. An agent
+ * that restarts removes those of its instance; the local provider those of its run.
+ */
+export function faultNamePrefix(runId: string, instanceId?: string): string {
+  const tag = (text: string) => createHash('sha256').update(text).digest('hex').slice(0, 6);
+  return `lockstep_${tag(runId)}_${instanceId === undefined ? '' : `${tag(instanceId)}`}`;
+}
+
+export function partitionTableName(runId: string, instanceId: string, eventId: string): string {
+  return `${faultNamePrefix(runId, instanceId)}_${eventId.replace('#', '_')}`;
 }

@@ -1,0 +1,128 @@
+import { eventsOf, faultNamePrefix, partitionTableName, type FaultEvent } from '../../core/faults.ts';
+import type { RunManifest } from '../../core/manifest.ts';
+import type { NetemPlan } from '../../spec/network.ts';
+import { primaryInterface, resetAtRelay, type InterfaceChoice } from '../netem.ts';
+import { privilegedRunner, type PrivilegedRunner } from '../privileged.ts';
+import { cgroup2Mount, createCommandGroup, removeGroup, type CommandGroup } from './cgroup.ts';
+import { impairNetwork } from './network.ts';
+import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset } from './nft.ts';
+import { FaultSession, type FaultMechanics, type HeldCommand, type RunningCommand } from './session.ts';
+
+/**
+ * The agent's side of the run's fault timeline: a node's part of it in one repeat (`nodeFaults`),
+ * and what an agent that restarts removes of what its predecessor applied (`healLeftovers`).
+ */
+
+export interface NodeFaultsOptions {
+  readonly manifest: RunManifest;
+  readonly repeat: number;
+  /** The start time T (epoch ms). */
+  readonly startAt: number;
+  readonly rank: number;
+  /** The members' addresses in rank order. */
+  readonly addresses: readonly string[];
+  readonly instanceId: string;
+  /** The node's own emulation in this repeat (the spec's `network`), if any. */
+  readonly netemPlan?: NetemPlan;
+  readonly choice: InterfaceChoice;
+  /** The WAN relay (netns mode). */
+  readonly relay?: string;
+  readonly privileged?: PrivilegedRunner;
+  readonly log?: (message: string) => void;
+}
+
+export interface NodeFaults {
+  readonly events: readonly FaultEvent[];
+  /** Puts a run of the command where the faults can reach it; call before releasing it. */
+  adopt(pid: number | undefined): Promise<void>;
+  /** Arms every window, from the first run (released at T) on. */
+  start(first: RunningCommand, options: { readonly prepareRun: () => HeldCommand; readonly signal?: AbortSignal }): FaultSession;
+  /** Removes what stays after the session (the cgroup). Never throws. */
+  dispose(): Promise<void>;
+}
+
+/**
+ * This node's faults in this repeat, or undefined when it has none. On the loopback, a node with a
+ * partition gets a cgroup for its command here, before T.
+ */
+export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults | undefined> {
+  const events = eventsOf(options.manifest.faults, options.repeat, options.rank);
+  if (events.length === 0) return undefined;
+  const { manifest, instanceId } = options;
+  const privileged = options.privileged ?? privilegedRunner();
+  const loopback = options.choice.address.startsWith('127.');
+  let group: CommandGroup | undefined;
+  if (loopback && events.some((e) => e.action === 'partition')) group = await createCommandGroup(faultNamePrefix(manifest.runId, instanceId));
+
+  const mechanics: FaultMechanics = {
+    async partition(event, peers) {
+      const table = partitionTableName(manifest.runId, instanceId, event.id);
+      await addTable(privileged, partitionRuleset(table, peers, group));
+      return { detail: `nft table inet ${table}: drops ${group ? 'what the command sends to' : 'traffic to and from'} ${peers.join(', ')}`, heal: () => deleteTable(privileged, table) };
+    },
+    network: (event) => impairNetwork({ base: options.netemPlan, impairment: event.impairment!, choice: options.choice, relay: options.relay, privileged }),
+    signal: signalGroup,
+    ...(group ? { adopt: (pid: number) => group.add(pid) } : {}),
+  };
+  return {
+    events,
+    adopt: async (pid) => {
+      if (pid !== undefined) await mechanics.adopt?.(pid);
+    },
+    start: (first, { prepareRun, signal }) =>
+      new FaultSession({ events, startAt: options.startAt, rank: options.rank, addresses: options.addresses, mechanics, prepareRun, signal, log: options.log }, first),
+    dispose: async () => {
+      await group?.remove().catch((error: unknown) => options.log?.(`could not remove the cgroup ${group.path}: ${String(error)}`));
+    },
+  };
+}
+
+/** Sends `signal` to a process group; a group that is gone is no error. */
+export function signalGroup(group: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-group, signal);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ESRCH') throw error;
+  }
+}
+
+export interface LeftoverOptions {
+  readonly manifest: RunManifest;
+  readonly instanceId: string;
+  readonly choice: InterfaceChoice;
+  readonly relay?: string;
+  readonly privileged?: PrivilegedRunner;
+}
+
+/**
+ * What an earlier agent of this instance may have left applied when it died: partition tables, the
+ * command's cgroup, and a `network` fault's emulation. (Its processes, paused ones too, are
+ * SIGKILLed by the restart itself.) Returns what was removed, in words.
+ */
+export async function healLeftovers(options: LeftoverOptions): Promise<string[]> {
+  const { manifest } = options;
+  const events = manifest.faults?.events ?? [];
+  if (events.length === 0) return [];
+  const privileged = options.privileged ?? privilegedRunner();
+  const removed: string[] = [];
+  const prefix = faultNamePrefix(manifest.runId, options.instanceId);
+  if (events.some((e) => e.action === 'partition')) {
+    for (const table of await deleteTablesWithPrefix(privileged, prefix).catch(() => [])) removed.push(`nft table ${table}`);
+    const mount = cgroup2Mount();
+    if (mount && options.choice.address.startsWith('127.')) {
+      const path = `${mount}/${prefix}`;
+      await removeGroup(path, mount)
+        .then(() => removed.push(`cgroup ${path}`))
+        .catch(() => {});
+    }
+  }
+  if (events.some((e) => e.action === 'network')) {
+    if (options.relay) {
+      if ((await resetAtRelay(options.relay, options.choice.address)) === undefined) removed.push(`the relay's emulation of ${options.choice.address}`);
+    } else {
+      const device = await primaryInterface(options.choice).catch(() => undefined);
+      if (device && (await privileged('tc', ['qdisc', 'del', 'dev', device, 'root'])).code === 0) removed.push(`the qdisc of ${device}`);
+    }
+  }
+  return removed;
+}
