@@ -1,5 +1,5 @@
 import type { NetemPlan, NetworkSpec } from '../spec/network.ts';
-import type { FaultTimeline } from './faults.ts';
+import type { CommandRun, FaultRecord, FaultTimeline } from './faults.ts';
 import type { GroupSpec, ParamValue } from '../spec/schema.ts';
 
 /**
@@ -135,6 +135,10 @@ export interface NodeResult {
   readonly network: { readonly interface: string; readonly rxBytes: number; readonly txBytes: number } | null;
   /** Network emulation of this node in this repeat, when the run has a `network`. */
   readonly netem?: NetemRecord;
+  /** What this node did about its fault windows in this repeat, when the timeline gave it any. */
+  readonly faults?: readonly FaultRecord[];
+  /** Each run of the command (a `restart` makes more than one); the figures above are over all of them, the outcome the last one's. */
+  readonly runs?: readonly CommandRun[];
   readonly error?: string;
   readonly files: readonly string[];
 }

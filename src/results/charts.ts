@@ -1,3 +1,4 @@
+import { faultCharts, shadeTimeline } from './fault-charts.ts';
 import { formatBytes, formatMs, formatValue } from './format.ts';
 import { missingFigureNotes, type RepeatFigures } from './figures.ts';
 import type { MetricReport } from './metrics.ts';
@@ -33,10 +34,12 @@ export function runCharts(report: RunReport): ChartSpec[] {
   if (!report.figures.recorded) return report.metrics.map((metric) => metricChart(metric, report.runId));
   const charts = [durationChart(report)];
   for (const repeat of report.figures.repeats.filter((r) => r.perNode.some((n) => n.timeline)).slice(0, MAX_TIMELINES)) {
-    charts.push(timelineChart(repeat, report.runId));
+    const end = Math.max(0, ...repeat.perNode.map((n) => n.timeline?.endMs ?? 0));
+    charts.push(shadeTimeline(timelineChart(repeat, report.runId), report.faults?.repeats.find((r) => r.repeat === repeat.repeat), end));
   }
   charts.push(bytesChart(report));
   for (const metric of report.metrics) charts.push(metricChart(metric, report.runId));
+  charts.push(...faultCharts(report.faults, report.runId));
   return charts;
 }
 

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { RunManifest } from '../core/manifest.ts';
 import type { ParamValue } from '../spec/schema.ts';
+import { faultReportOf, type FaultReport } from './faults.ts';
 import { computeFigures, type RunFigures } from './figures.ts';
 import { loadLocalRun, type LocalRun } from './local-run.ts';
 import { pointLabel } from './matrix.ts';
@@ -31,6 +32,8 @@ export interface RunReport {
   readonly analysis: AnalysisSpec | null;
   /** Where the run came from when `lockstep import` brought it in. */
   readonly imported: RunManifest['imported'] | null;
+  /** The fault timeline as it happened, and metrics split by it (a spec with `faults`). */
+  readonly faults?: FaultReport;
 }
 
 /** A sweep: one run report per point, with the point's matrix values. */
@@ -87,6 +90,7 @@ export async function reportOf(run: LocalRun, options: AnalyseOptions = {}): Pro
     extremes,
     analysis: analysis.analysis ?? null,
     imported: manifest.imported ?? null,
+    ...(manifest.faults ? { faults: await faultReportOf(run, analysis.metrics) } : {}),
   };
 }
 

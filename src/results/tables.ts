@@ -1,3 +1,4 @@
+import { faultTables } from './faults.ts';
 import { missingFigureNotes, REPEAT_FIGURES } from './figures.ts';
 import { formatValue } from './format.ts';
 import { METRIC_STATS } from './metrics.ts';
@@ -38,7 +39,7 @@ export interface Table {
 export const MAX_REPEAT_COLUMNS = 8;
 
 export function reportTables(report: Report): Table[] {
-  return report.kind === 'run' ? [...runTables(report), ...extremeTables(report)] : [sweepTable(report)];
+  return report.kind === 'run' ? [...runTables(report), ...extremeTables(report), ...faultTables(report.faults)] : [sweepTable(report)];
 }
 
 /** One table: a row per figure and metric statistic, a column per repeat, then mean, sd, 95% CI over repeats. */
