@@ -3,7 +3,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { layout } from '../core/layout.ts';
-import { HEARTBEAT_INTERVAL_MS, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
+import { HEARTBEAT_INTERVAL_MS, succeeded, type InstanceRecord, type RunManifest } from '../core/manifest.ts';
 import { getJson, putJson, type Store } from '../store/store.ts';
 import { isoNow } from '../util/clock.ts';
 import { formatDuration } from '../util/duration.ts';
@@ -12,7 +12,9 @@ import { VERSION } from '../version.ts';
 import { fetchArtifact } from './artifact.ts';
 import { BarrierTimeoutError, type BarrierTuning } from './barrier.ts';
 import { lastLines, runCommand } from './exec.ts';
+import { healLeftovers } from './faults/node-faults.ts';
 import type { Identity } from './identity.ts';
+import { wanRelayFrom } from './netem.ts';
 import { recordFailure } from './records.ts';
 import { runRepeat } from './repeat.ts';
 import { decideRepeat, type RepeatAction } from './repeat-plan.ts';
@@ -187,7 +189,13 @@ async function begin({ options, log, stop, setState }: Life): Promise<{ manifest
     { attempts: 10, baseDelayMs: 500, signal: stop.signal },
   );
   log(`run ${manifest.runId}: ${manifest.instances} instances, ${manifest.repeats} repeat(s); I am ${identity.instanceId} at ${identity.address}`);
-  return { manifest, checkpoint, restarted: checkpoint.lives > 1 || earlier !== undefined };
+  const restarted = checkpoint.lives > 1 || earlier !== undefined;
+  if (restarted) {
+    // Faults the last agent applied and did not live to heal: its partition rules, cgroup, emulation.
+    const healed = await healLeftovers({ manifest, instanceId: identity.instanceId, choice: { address: identity.address, allowDefaultRoute: manifest.provider !== 'local' }, relay: wanRelayFrom() });
+    if (healed.length > 0) log(`healed what the last agent's faults left: ${healed.join(', ')}`);
+  }
+  return { manifest, checkpoint, restarted };
 }
 
 /**
@@ -260,6 +268,7 @@ async function act(life: Life, manifest: RunManifest, appDir: string, repeat: nu
           signal: stop.signal,
           tuning: options.tuning,
           onState: (next) => void setState(next),
+          log,
         },
         repeat,
       );
@@ -268,7 +277,7 @@ async function act(life: Life, manifest: RunManifest, appDir: string, repeat: nu
         return 'failed';
       }
       log(`repeat ${repeat}: rank ${result.rank}, ${result.outcome}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}`);
-      return result.outcome === 'success' ? 'success' : result.outcome === 'aborted' ? 'aborted' : 'failed';
+      return succeeded(result.outcome) ? 'success' : result.outcome === 'aborted' ? 'aborted' : 'failed';
     }
   }
 }

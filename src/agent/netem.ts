@@ -324,6 +324,17 @@ export async function applyByRelay(options: { plan: NetemPlan; address: string; 
   };
 }
 
+/**
+ * Asks the relay something harmless (`GET /counters`): a process's first request loads and
+ * connects the HTTP client, which can take hundreds of milliseconds; a fault due at T + offset
+ * should not pay for it. Never throws.
+ */
+export async function warmUpRelay(relay: string, request: typeof fetch = fetch): Promise<void> {
+  await request(`${relay.replace(/\/+$/, '')}/counters`, { signal: AbortSignal.timeout(RELAY_TIMEOUT_MS) })
+    .then((response) => response.text())
+    .catch(() => {});
+}
+
 /** Resets the node's emulation at the relay (`DELETE`), whatever it was; returns why that failed, or undefined. */
 export function resetAtRelay(relay: string, address: string, request: typeof fetch = fetch): Promise<string | undefined> {
   return relayRequest(request, 'DELETE', `${relay.replace(/\/+$/, '')}/nodes/${address}`);

@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
-import { findSystemBinary } from '../util/system-binary.ts';
+import { findSystemBinary, NOT_INSTALLED } from '../util/system-binary.ts';
 
 /**
  * The one way the agent runs a privileged system command (`tc` for network emulation, `nft` for
@@ -28,8 +28,7 @@ export interface CommandResult {
 /** Runs `tool` with `args` (and `input` on stdin) as root. Never throws. */
 export type PrivilegedRunner = (tool: PrivilegedTool, args: readonly string[], input?: string) => Promise<CommandResult>;
 
-/** Exit code of a tool that is not installed (as a shell reports it). */
-export const NOT_INSTALLED = 127;
+export { NOT_INSTALLED };
 
 const PACKAGE: Record<PrivilegedTool, string> = { tc: 'iproute2 (`iproute-tc` on Fedora-family systems)', nft: 'nftables' };
 

@@ -1,4 +1,4 @@
-import type { FailureRecord, NodeResult, StartRecord } from '../core/manifest.ts';
+import { succeeded, type FailureRecord, type NodeResult, type StartRecord } from '../core/manifest.ts';
 
 /** What the store says of one repeat, as far as this instance is concerned. */
 export interface RepeatFacts {
@@ -36,7 +36,7 @@ export function decideRepeat(facts: RepeatFacts | undefined): RepeatAction {
   const rank = start.members.findIndex((m) => m.instanceId === facts.instanceId);
   if (rank < 0) return { kind: 'left-out' };
   if (facts.result?.instanceId === facts.instanceId) {
-    return { kind: 'recorded', outcome: facts.result.outcome, failed: facts.result.outcome !== 'success' };
+    return { kind: 'recorded', outcome: facts.result.outcome, failed: !succeeded(facts.result.outcome) };
   }
   // Still before T: the barrier is closed but the command has not started, so this node can make it.
   return facts.now < start.startAt ? { kind: 'run', keepReady: true } : { kind: 'missed', start, rank };

@@ -8,7 +8,8 @@ import { environmentFor, renderTemplate, templateValues } from '../spec/template
 import type { Store } from '../store/store.ts';
 import { sleepUntil } from '../util/clock.ts';
 import { awaitBarrier, type BarrierTuning } from './barrier.ts';
-import { prepareCommand, type ExecResult } from './exec.ts';
+import { prepareCommand } from './exec.ts';
+import { followCommand, nodeFaults, type CommandOutcome, type NodeFaults } from './faults/node-faults.ts';
 import { writeHostsFiles } from './hosts.ts';
 import { storeResult } from './records.ts';
 import type { Identity } from './identity.ts';
@@ -25,6 +26,7 @@ export interface RepeatContext {
   readonly signal?: AbortSignal;
   readonly tuning?: Partial<BarrierTuning>;
   readonly onState?: (state: 'waiting' | 'running', repeat: number) => void;
+  readonly log?: (message: string) => void;
 }
 
 /**
@@ -78,10 +80,11 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   // Network emulation goes on before T and comes off after the command, whatever its end. A
   // failure to apply it is this node's error for the repeat: the command does not run. By the
   // run's WAN relay where the local provider started one (netns mode), else with tc.
+  const emulationChoice = { address: identity.address, allowDefaultRoute: manifest.provider !== 'local' };
   const netem: NetemSession | undefined = manifest.network
     ? await applyEmulation({
         plan: planFor(manifest.network, resolvedGroups, start.members.map((m) => m.address), rank),
-        choice: { address: identity.address, allowDefaultRoute: manifest.provider !== 'local' },
+        choice: emulationChoice,
         relay: wanRelayFrom(),
         journal: identity.workDir,
       })
@@ -127,7 +130,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     return nodeResult;
   }
 
-  const prepared = prepareCommand({
+  const request = {
     command,
     cwd: context.appDir,
     env: environmentFor(variables, params),
@@ -135,25 +138,35 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     stderrPath,
     timeoutMs: manifest.timeouts.runMs,
     signal: context.signal,
-  });
+  };
+  const prepared = prepareCommand(request);
   const netInterface = interfaceFor(identity.address);
   let counters: Awaited<ReturnType<typeof readCounters>>;
+  let faults: NodeFaults | undefined;
   try {
+    // This node's part of the fault timeline, armed at T; on the loopback its command gets a cgroup.
+    faults = await nodeFaults({ manifest, repeat, startAt: start.startAt, rank, addresses: start.members.map((m) => m.address), instanceId: identity.instanceId, netemPlan: netem?.record.plan, choice: emulationChoice, relay: wanRelayFrom(), log: context.log });
+    await faults?.adopt(prepared.pid);
     counters = await readCounters(netInterface);
     await sleepUntil(start.startAt, { signal: context.signal });
   } catch (error) {
     prepared.cancel();
+    await faults?.dispose();
     await netem?.remove();
     throw error;
   }
   const execution = prepared.release();
   context.onState?.('running', repeat);
-  let result: ExecResult;
+  let ran: CommandOutcome;
   try {
-    result = await execution;
+    // A restart's run has what is left of the time limit, counted from T.
+    const prepareRun = () => prepareCommand({ ...request, timeoutMs: Math.max(1, start.startAt + manifest.timeouts.runMs - Date.now()) });
+    ran = await followCommand(faults, { pid: prepared.pid, ended: execution }, { prepareRun, signal: context.signal });
   } finally {
+    await faults?.dispose();
     await netem?.remove();
   }
+  const result = ran.result;
   const network = difference(counters, await readCounters(netInterface));
 
   const uploaded: string[] = [];
@@ -175,9 +188,12 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     ? 'aborted'
     : result.timedOut
       ? 'timeout'
-      : result.exitCode === 0
-        ? 'success'
-        : 'failed';
+      : ran.killed
+        ? 'killed'
+        : result.exitCode === 0
+          ? 'success'
+          : 'failed';
+  const faultTrouble = ran.faults?.find((f) => f.error ?? f.healError);
   const netemRecord = netem?.record;
   const nodeResult: NodeResult = {
     ...base,
@@ -193,6 +209,8 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     peakMemoryBytes: result.peakMemoryBytes,
     network,
     ...(netemRecord ? { netem: netemRecord } : {}),
+    ...(ran.faults ? { faults: ran.faults, runs: ran.runs } : {}),
+    ...(faultTrouble ? { error: `fault ${faultTrouble.id} (${faultTrouble.action}) ${faultTrouble.error ? `could not be applied: ${faultTrouble.error}` : `could not be healed: ${faultTrouble.healError}`}` } : {}),
     ...(netemRecord?.removeError ? { error: `network emulation could not be removed: ${netemRecord.removeError}` } : {}),
     files: uploaded,
   };

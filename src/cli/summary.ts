@@ -3,6 +3,7 @@ import type { EndRunOutcome } from '../controller/down.ts';
 import type { RunStatus } from '../controller/status.ts';
 import { formatDuration } from '../util/duration.ts';
 import { alignColumns } from './output.ts';
+import { succeeded } from '../core/manifest.ts';
 
 export interface RepeatSummary {
   readonly repeat: number;
@@ -51,10 +52,10 @@ export function summarize(status: RunStatus): RunSummary {
     repeat: r.repeat,
     state: r.state,
     members: r.members,
-    succeeded: r.results.filter((x) => x.outcome === 'success').length,
+    succeeded: r.results.filter((x) => succeeded(x.outcome)).length,
     failed: [
       ...r.results
-        .filter((x) => x.outcome !== 'success' && x.outcome !== 'aborted')
+        .filter((x) => !succeeded(x.outcome) && x.outcome !== 'aborted')
         .map((x) => ({
           rank: x.rank,
           instanceId: x.instanceId,

@@ -4,6 +4,7 @@ import type { LoadedSpec } from '../spec/load.ts';
 import type { ProviderSpec } from '../spec/schema.ts';
 import { DEFAULT_STORE } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
+import { checkFaultSupport } from './fault-preflight.ts';
 import { openReachableStore } from './reachable.ts';
 
 /** The chosen provider cannot be used from this machine as it is set up (bad input: exit 2). */
@@ -75,7 +76,8 @@ export async function storeLocatorFor(loaded: LoadedSpec, override?: string): Pr
 /**
  * What `lockstep run` checks before it writes or launches anything (and `run --dry-run` checks the
  * same): which store (an AWS run needs S3), the provider (credentials; that `instances` local
- * agents fit, default the spec's), and that the store answers. Returns the store, open.
+ * agents fit, default the spec's), that this machine can apply the spec's partitions, and that
+ * the store answers. Returns the store, open.
  */
 export async function checkRun(
   loaded: LoadedSpec,
@@ -90,5 +92,6 @@ export async function checkRun(
       checkNetnsSupport({ store: locator });
     }
   }
+  checkFaultSupport(loaded.spec);
   return { locator, store: await openReachableStore(locator, options.cwd) };
 }

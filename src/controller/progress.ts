@@ -1,5 +1,5 @@
 import { layout, parseDoneKey, type DoneKind } from '../core/layout.ts';
-import { HEARTBEAT_STALE_MS, type BarrierProgress, type RunManifest } from '../core/manifest.ts';
+import { HEARTBEAT_STALE_MS, succeeded, type BarrierProgress, type RunManifest } from '../core/manifest.ts';
 import { getJson, StoreError, type Store } from '../store/store.ts';
 import type { RepeatState } from '../core/repeat-state.ts';
 import type { RunStatus } from './status.ts';
@@ -94,8 +94,8 @@ export function progressOf(status: RunStatus): RunProgress {
       ready: r.ready,
       members: r.members,
       startAt: r.startAt,
-      succeeded: r.results.filter((x) => x.outcome === 'success').length,
-      failed: r.results.filter((x) => x.outcome !== 'success').length + r.failures.length,
+      succeeded: r.results.filter((x) => succeeded(x.outcome)).length,
+      failed: r.results.filter((x) => !succeeded(x.outcome)).length + r.failures.length,
       state: r.state,
     })),
     state: status.state,
@@ -110,8 +110,8 @@ async function repeatProgress(store: Store, manifest: RunManifest, repeat: numbe
     const parsed = parseDoneKey(object.key);
     if (parsed) kinds.set(parsed.instanceId, parsed.kind);
   }
-  const succeeded = [...kinds.values()].filter((k) => k === 'success').length;
-  const failed = kinds.size - succeeded;
+  const ok = [...kinds.values()].filter((k) => succeeded(k)).length;
+  const failed = kinds.size - ok;
   const start = barrier?.start;
   const members = start ? start.members.length : null;
   let over = members !== null && start!.members.every((m) => kinds.has(m.instanceId));
@@ -128,7 +128,7 @@ async function repeatProgress(store: Store, manifest: RunManifest, repeat: numbe
     ready: readyCount,
     members,
     startAt: start?.startAt ?? null,
-    succeeded,
+    succeeded: ok,
     failed,
     state: over ? (failed > 0 ? 'failed' : 'done') : readyCount > 0 || start || kinds.size > 0 ? 'running' : 'waiting',
   };

@@ -101,7 +101,13 @@ export interface BarrierProgress {
   readonly start?: StartRecord;
 }
 
-export type Outcome = 'success' | 'failed' | 'timeout' | 'aborted' | 'error';
+/** `killed`: a `kill` fault of the spec ended the command, as planned. */
+export type Outcome = 'success' | 'failed' | 'timeout' | 'aborted' | 'error' | 'killed';
+
+/** Whether a node did what the run asked of it: its command succeeded, or a planned `kill` fault ended it. */
+export function succeeded(outcome: string): boolean {
+  return outcome === 'success' || outcome === 'killed';
+}
 
 /** `repeats/<r>/nodes/<rank>/result.json`. */
 export interface NodeResult {

@@ -1,4 +1,4 @@
-import type { FailureRecord, Outcome } from './manifest.ts';
+import { succeeded, type FailureRecord, type Outcome } from './manifest.ts';
 
 /**
  * Where a repeat is, as `lockstep status`, the run's summary and `lockstep results` all say it:
@@ -32,7 +32,7 @@ export function repeatState(facts: RepeatFacts): RepeatState {
   const finished = members !== null && outcomes.length >= members;
   // An abort is known for sure once the nodes it stopped have said so, or every instance has ended.
   if (outcomes.includes('aborted') && (finished || runOver)) return 'aborted';
-  if (finished) return failures.length === 0 && outcomes.every((o) => o === 'success') ? 'done' : 'failed';
+  if (finished) return failures.length === 0 && outcomes.every(succeeded) ? 'done' : 'failed';
   if (members !== null) return runOver ? (facts.aborted ? 'aborted' : 'failed') : 'running';
   // The barrier never closed. A node that timed out there (or failed after) tried to run it.
   const tried = failures.some((f) => f.stage === 'barrier' || f.stage === 'run' || f.stage === 'upload');

@@ -73,7 +73,11 @@ export async function faultReportOf(run: LocalRun, metrics: readonly MetricSpec[
   if (!timeline) return undefined;
   const repeats = run.repeats.map((repeat) => repeatFaults(repeat, timeline));
   const split: SplitMetric[] = [];
-  for (const metric of metrics.filter(carriesTime)) split.push(await splitMetric(run, metric, repeats));
+  for (const metric of metrics.filter(carriesTime)) {
+    const found = await splitMetric(run, metric, repeats);
+    // JSON lines may or may not have a time: a metric none of whose samples has one is not split.
+    if (found.during || found.outside) split.push(found);
+  }
   return { seeds: timeline.seeds, repeats, split };
 }
 
@@ -107,13 +111,13 @@ function repeatFaults(repeat: LocalRepeat, timeline: FaultTimeline): RepeatFault
 
 /** A fault in words: whom it touches and how. */
 export function describe(event: FaultEvent): string {
-  const ranks = (list: readonly number[]) => compactRanks(list);
+  const ranks = (list: readonly number[]) => `${list.length === 1 ? 'rank' : 'ranks'} ${compactRanks(list)}`;
   switch (event.action) {
     case 'partition': {
       const layout = event.partition!;
       const shape = layout.shape ? `${layout.shape}: ` : '';
       if (layout.kind === 'ring') return `${shape}ring ${layout.order.join('-')}, each reaches ${layout.reach} on either side`;
-      return `${shape}${layout.sides.map(ranks).join(' | ')}`;
+      return `${shape}${layout.sides.map(compactRanks).join(' | ')}`;
     }
     case 'network': {
       const i = event.impairment ?? {};
@@ -123,12 +127,12 @@ export function describe(event: FaultEvent): string {
         i.lossPercent !== undefined ? `loss ${i.lossPercent}%` : '',
         i.rateBitsPerSecond !== undefined ? `rate ${formatRate(i.rateBitsPerSecond)}` : '',
       ].filter(Boolean);
-      return `ranks ${ranks(event.targets)}: ${parts.join(', ')}`;
+      return `${ranks(event.targets)}: ${parts.join(', ')}`;
     }
     case 'restart':
-      return `ranks ${ranks(event.targets)}, down ${formatDuration(event.durationMs ?? 0)}`;
+      return `${ranks(event.targets)}, down ${formatDuration(event.durationMs ?? 0)}`;
     default:
-      return `ranks ${ranks(event.targets)}`;
+      return ranks(event.targets);
   }
 }
 

@@ -1,4 +1,4 @@
-import type { NodeResult, Outcome } from '../core/manifest.ts';
+import { succeeded, type NodeResult, type Outcome } from '../core/manifest.ts';
 import { repeatState, type RepeatState } from '../core/repeat-state.ts';
 import type { LocalRepeat, LocalRun } from './local-run.ts';
 import { quantileSorted, summarizeRepeats, type RepeatSummary } from './stats.ts';
@@ -143,11 +143,11 @@ export function repeatFigures(repeat: LocalRepeat, instances: number, runAborted
   perNode.sort((a, b) => a.rank - b.rank);
 
   // In a repeat the abort stopped, the nodes it stopped (or that never uploaded) did not fail.
-  const failedRanks = perNode.filter((n) => n.outcome !== 'success' && (state !== 'aborted' || (n.outcome !== 'aborted' && n.outcome !== 'missing'))).map((n) => n.rank);
+  const failedRanks = perNode.filter((n) => !succeeded(n.outcome) && (state !== 'aborted' || (n.outcome !== 'aborted' && n.outcome !== 'missing'))).map((n) => n.rank);
   const starts = results.map((r) => r.startedAt).filter(isNumber);
   const values: Record<RepeatFigureKey, number | null> = {
     n: expected,
-    succeeded: perNode.filter((n) => n.outcome === 'success').length,
+    succeeded: perNode.filter((n) => succeeded(n.outcome)).length,
     failed: failedRanks.length,
     barrierWaitMedianMs: median(perNode.map((n) => n.barrierWaitMs)),
     barrierWaitMaxMs: maxOf(perNode.map((n) => n.barrierWaitMs)),

@@ -3,6 +3,7 @@ import { METRIC_STATS } from './metrics.ts';
 import type { Report, RunReport } from './report.ts';
 import type { RepeatSummary } from './stats.ts';
 import type { MatrixValue } from '../spec/matrix.ts';
+import { succeeded } from '../core/manifest.ts';
 
 /**
  * Every number of a report as one flat ("tidy") row: what `--csv` prints. Kinds:
@@ -83,7 +84,7 @@ export function runRows(report: RunReport): ResultRow[] {
   for (const repeat of report.figures.repeats) {
     for (const node of repeat.perNode) {
       for (const [field, unit] of NODE_FIELDS) {
-        const value = field === 'failed' ? (node.outcome === 'success' ? 0 : 1) : node[field];
+        const value = field === 'failed' ? (succeeded(node.outcome) ? 0 : 1) : node[field];
         rows.push({ run, kind: 'node', repeat: repeat.repeat, rank: node.rank, name: field, stat: '', aggregate: 'value', value, unit });
       }
     }
@@ -135,7 +136,7 @@ export function perNodeRows(report: Report): NodeRow[] {
       const node = repeat.perNode.find((n) => n.rank === rank);
       if (node && node.outcome !== 'missing') {
         for (const [field] of NODE_FIELDS) {
-          const value = field === 'failed' ? (node.outcome === 'success' ? 0 : 1) : node[field];
+          const value = field === 'failed' ? (succeeded(node.outcome) ? 0 : 1) : node[field];
           if (value !== null) rows.push({ ...base, metric: field, value });
         }
       }

@@ -11,3 +11,6 @@ export function findSystemBinary(name: string, env: NodeJS.ProcessEnv = process.
   const folders = [...(env.PATH ?? '').split(delimiter).filter(Boolean), '/usr/sbin', '/sbin'];
   return folders.map((folder) => join(folder, name)).find((path) => existsSync(path));
 }
+
+/** Exit code of a tool that is not installed (as a shell reports it). */
+export const NOT_INSTALLED = 127;

@@ -1,18 +1,18 @@
 import { execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, rmdirSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { cgroup2Mount, cgroupProblem, createCommandGroup } from '../../src/agent/faults/cgroup.ts';
-import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset, tablesWithPrefix } from '../../src/agent/faults/nft.ts';
-import { privilegedRunner, type PrivilegedRunner } from '../../src/agent/privileged.ts';
+import { cgroup2Mount, cgroupProblem, createCommandGroup } from '../../src/util/cgroup.ts';
+import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset, tablesWithPrefix, type NftRunner } from '../../src/util/nft.ts';
+import { privilegedRunner } from '../../src/agent/privileged.ts';
 import { inNamespace, missingFaultSupport, namespacePair, reaches, tcpServer, type Pair } from './namespaces.ts';
 
 const missing = missingFaultSupport();
 if (missing) console.log(`nftables partition tests skipped: ${missing}`);
 
 /** nft run inside a namespace, through the agent's runner of privileged commands. */
-const nftIn = (namespace: string): PrivilegedRunner => {
+const nftIn = (namespace: string): NftRunner => {
   const run = privilegedRunner({ env: { ...process.env, LOCKSTEP_NFT: '/usr/bin/nsenter' } });
-  return (tool, args, input) => run(tool, inNamespace(namespace, ['nft', ...args]).slice(1), input);
+  return (args, input) => run('nft', inNamespace(namespace, ['nft', ...args]).slice(1), input);
 };
 
 describe.skipIf(missing)('partitions with nftables in namespaces', () => {

@@ -72,7 +72,7 @@ describe('faults in the results', () => {
     const text = renderTables(faultTables(report));
     expect(text).toContain('Faults (times after the start T of each repeat)');
     expect(text).toMatch(/faults\.0 #1 +\S* *partition +isolate: 0-1 \| 2 +T\+2\.00 s → T\+4\.00 s +T\+2\.00 s → T\+4\.00 s +3 applied, 3 healed/);
-    expect(text).toMatch(/faults\.1 #1 +\S* *kill +ranks 1 +T\+5\.00 s → end +T\+5\.00 s → end +1 applied/);
+    expect(text).toMatch(/faults\.1 #1 +\S* *kill +rank 1 +T\+5\.00 s → end +T\+5\.00 s → end +1 applied/);
     expect(text).toContain('faults.1: seed 99 was drawn for this run; repeat its choices with `--set faults.1.targets.random.seed=99`');
     expect(text).toMatch(/latency_ms +80 ms \(n=90, p95 80 ms\) +10 ms \(n=93, p95 10 ms\)/);
   });

@@ -1,11 +1,12 @@
-import { eventsOf, faultNamePrefix, partitionTableName, type FaultEvent } from '../../core/faults.ts';
+import { eventsOf, faultNamePrefix, partitionTableName, type CommandRun, type FaultEvent, type FaultRecord } from '../../core/faults.ts';
 import type { RunManifest } from '../../core/manifest.ts';
 import type { NetemPlan } from '../../spec/network.ts';
-import { primaryInterface, resetAtRelay, type InterfaceChoice } from '../netem.ts';
+import type { ExecResult } from '../exec.ts';
+import { primaryInterface, resetAtRelay, warmUpRelay, type InterfaceChoice } from '../netem.ts';
 import { privilegedRunner, type PrivilegedRunner } from '../privileged.ts';
-import { cgroup2Mount, createCommandGroup, removeGroup, type CommandGroup } from './cgroup.ts';
+import { cgroup2Mount, createCommandGroup, removeGroup, type CommandGroup } from '../../util/cgroup.ts';
 import { impairNetwork } from './network.ts';
-import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset } from './nft.ts';
+import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset, type NftRunner } from '../../util/nft.ts';
 import { FaultSession, type FaultMechanics, type HeldCommand, type RunningCommand } from './session.ts';
 
 /**
@@ -50,15 +51,17 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
   if (events.length === 0) return undefined;
   const { manifest, instanceId } = options;
   const privileged = options.privileged ?? privilegedRunner();
+  const nft: NftRunner = (args, input) => privileged('nft', args, input);
   const loopback = options.choice.address.startsWith('127.');
   let group: CommandGroup | undefined;
   if (loopback && events.some((e) => e.action === 'partition')) group = await createCommandGroup(faultNamePrefix(manifest.runId, instanceId));
+  if (options.relay && events.some((e) => e.action === 'network')) await warmUpRelay(options.relay);
 
   const mechanics: FaultMechanics = {
     async partition(event, peers) {
       const table = partitionTableName(manifest.runId, instanceId, event.id);
-      await addTable(privileged, partitionRuleset(table, peers, group));
-      return { detail: `nft table inet ${table}: drops ${group ? 'what the command sends to' : 'traffic to and from'} ${peers.join(', ')}`, heal: () => deleteTable(privileged, table) };
+      await addTable(nft, partitionRuleset(table, peers, group));
+      return { detail: `nft table inet ${table}: drops ${group ? 'what the command sends to' : 'traffic to and from'} ${peers.join(', ')}`, heal: () => deleteTable(nft, table) };
     },
     network: (event) => impairNetwork({ base: options.netemPlan, impairment: event.impairment!, choice: options.choice, relay: options.relay, privileged }),
     signal: signalGroup,
@@ -107,7 +110,7 @@ export async function healLeftovers(options: LeftoverOptions): Promise<string[]>
   const removed: string[] = [];
   const prefix = faultNamePrefix(manifest.runId, options.instanceId);
   if (events.some((e) => e.action === 'partition')) {
-    for (const table of await deleteTablesWithPrefix(privileged, prefix).catch(() => [])) removed.push(`nft table ${table}`);
+    for (const table of await deleteTablesWithPrefix((args, input) => privileged('nft', args, input), prefix).catch(() => [])) removed.push(`nft table ${table}`);
     const mount = cgroup2Mount();
     if (mount && options.choice.address.startsWith('127.')) {
       const path = `${mount}/${prefix}`;
@@ -125,4 +128,47 @@ export async function healLeftovers(options: LeftoverOptions): Promise<string[]>
     }
   }
   return removed;
+}
+
+/** The command's runs as the repeat records them. */
+export interface CommandOutcome {
+  /** All runs as one: from the first start to the last end, CPU summed, the highest peak memory; the last run's exit. */
+  readonly result: ExecResult;
+  /** Each run, when the node had faults. */
+  readonly runs?: readonly CommandRun[];
+  readonly faults?: readonly FaultRecord[];
+  /** The last run was ended by a `kill` fault, as planned. */
+  readonly killed: boolean;
+}
+
+/**
+ * Follows the command from its first run (released at T) to its end: with this node's faults
+ * applied on time and healed, restarts included; without faults, just its one run.
+ */
+export async function followCommand(
+  faults: NodeFaults | undefined,
+  first: RunningCommand,
+  options: { readonly prepareRun: () => HeldCommand; readonly signal?: AbortSignal },
+): Promise<CommandOutcome> {
+  if (!faults) return { result: await first.ended, killed: false };
+  const outcome = await faults.start(first, options).finished();
+  const last = outcome.runs.at(-1);
+  const killedBy = last?.endedBy === undefined ? undefined : faults.events.find((e) => e.id === last.endedBy);
+  return { result: combinedResult(outcome.results), runs: outcome.runs, faults: outcome.faults, killed: killedBy?.action === 'kill' };
+}
+
+/** Several runs of a command as one result (see `CommandOutcome.result`). */
+export function combinedResult(results: readonly ExecResult[]): ExecResult {
+  const first = results[0]!;
+  const last = results.at(-1)!;
+  const sum = (pick: (r: ExecResult) => number | null) => (results.every((r) => pick(r) !== null) ? results.reduce((total, r) => total + pick(r)!, 0) : null);
+  const peaks = results.map((r) => r.peakMemoryBytes).filter((p): p is number => p !== null);
+  return {
+    ...last,
+    startedAt: first.startedAt,
+    durationMs: last.endedAt - first.startedAt,
+    cpuUserMs: sum((r) => r.cpuUserMs),
+    cpuSystemMs: sum((r) => r.cpuSystemMs),
+    peakMemoryBytes: peaks.length > 0 ? Math.max(...peaks) : null,
+  };
 }

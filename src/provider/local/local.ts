@@ -10,6 +10,7 @@ import { getJson } from '../../store/store.ts';
 import type { InstanceInfo, LaunchRequest, Provider } from '../provider.ts';
 import { LaunchError } from '../provider.ts';
 import { allocateAddresses } from './addresses.ts';
+import { removeFaultLeftovers } from './fault-leftovers.ts';
 import { checkNetnsSupport, createRunNetwork, inNamespace, removeRunNetwork, type RunNetwork } from './netns.ts';
 import { endProcessTree } from './processes.ts';
 import { startWanRelay } from './wan-relay-launch.ts';
@@ -153,6 +154,7 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
         if (stillListed.every((i) => i === undefined)) {
           // With the last agent gone, its namespaces, veths and bridge go too (netns mode).
           await removeRunNetwork(state.runId);
+          await removeFaultLeftovers(state.runId);
           await removeRunState(home, state.runId);
         }
       }

@@ -1,4 +1,5 @@
-import { NOT_INSTALLED, type PrivilegedRunner } from '../privileged.ts';
+import { NOT_INSTALLED } from './system-binary.ts';
+
 
 /**
  * Partitions with nftables: one table per fault window, dropping the packets between this node and
@@ -13,6 +14,9 @@ import { NOT_INSTALLED, type PrivilegedRunner } from '../privileged.ts';
  *   address, on output. Each partitioned node drops what its own command sends to the other side,
  *   so the two nodes' rules together cut both directions.
  */
+
+/** Runs `nft` with arguments (and `input` on stdin); a failure is data (exit 127: not installed). */
+export type NftRunner = (args: readonly string[], input?: string) => Promise<{ readonly code: number; readonly stdout: string; readonly stderr: string }>;
 
 /** The cgroup (v2) the node's command runs in, as nft names it (relative to /sys/fs/cgroup). */
 export interface SocketGroup {
@@ -37,20 +41,20 @@ export class NftError extends Error {
 }
 
 /** Loads the table; throws `NftError` with what nft said. */
-export async function addTable(run: PrivilegedRunner, ruleset: string): Promise<void> {
-  const result = await run('nft', ['-f', '-'], ruleset);
+export async function addTable(run: NftRunner, ruleset: string): Promise<void> {
+  const result = await run(['-f', '-'], ruleset);
   if (result.code !== 0) throw new NftError(explain(`nft -f - (${firstLine(ruleset)} …)`, result.stderr, result.code));
 }
 
 /** Deletes the table; one that is gone already counts as deleted. */
-export async function deleteTable(run: PrivilegedRunner, table: string): Promise<void> {
-  const result = await run('nft', ['delete', 'table', 'inet', table]);
+export async function deleteTable(run: NftRunner, table: string): Promise<void> {
+  const result = await run(['delete', 'table', 'inet', table]);
   if (result.code !== 0 && !/No such file or directory/i.test(result.stderr)) throw new NftError(explain(`nft delete table inet ${table}`, result.stderr, result.code));
 }
 
 /** Tables of the `inet` family whose name starts with `prefix`. */
-export async function tablesWithPrefix(run: PrivilegedRunner, prefix: string): Promise<string[]> {
-  const result = await run('nft', ['list', 'tables', 'inet']);
+export async function tablesWithPrefix(run: NftRunner, prefix: string): Promise<string[]> {
+  const result = await run(['list', 'tables', 'inet']);
   if (result.code !== 0) return [];
   return result.stdout
     .split('\n')
@@ -59,7 +63,7 @@ export async function tablesWithPrefix(run: PrivilegedRunner, prefix: string): P
 }
 
 /** Deletes every table whose name starts with `prefix` (what an earlier agent left); returns them. */
-export async function deleteTablesWithPrefix(run: PrivilegedRunner, prefix: string): Promise<string[]> {
+export async function deleteTablesWithPrefix(run: NftRunner, prefix: string): Promise<string[]> {
   const tables = await tablesWithPrefix(run, prefix);
   for (const table of tables) await deleteTable(run, table);
   return tables;

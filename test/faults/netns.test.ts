@@ -1,0 +1,112 @@
+import { resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { FaultRecord } from '../../src/core/faults.ts';
+import type { NodeResult } from '../../src/core/manifest.ts';
+import { leftovers, missingSupport, removeStartedNetworks, runInNamespaces, type NetnsRun } from '../network/netns-run.ts';
+import { missingFaultSupport } from './namespaces.ts';
+
+/**
+ * Every kind of fault on the local `netns` mode, with real processes and real packets: the example's
+ * heartbeat app (UDP pings every 50 ms, one JSON line per answer with its arrival time).
+ */
+const missing = missingSupport() ?? missingFaultSupport();
+if (missing) console.warn(`SKIPPED fault runs in network namespaces: ${missing}`);
+
+const HEARTBEAT = resolve('examples/faults/app');
+const run = (seconds: number) => `node heartbeat.mjs --hosts {{hostsFile}} --rank {{rank}} --duration ${seconds} --interval 50 --state {{outputDir}}`;
+
+afterAll(removeStartedNetworks);
+
+/** Arrival times (epoch ms) of the answers `rank` got from `peer`. */
+function answers(run: NetnsRun, rank: number, peer: number): number[] {
+  return run.lines.get(rank)!.filter((l) => l.metric === 'rtt_ms' && l.peer === peer).map((l) => Number(l.time));
+}
+const rttsOf = (run: NetnsRun, rank: number) => run.lines.get(rank)!.filter((l) => l.metric === 'rtt_ms').map((l) => ({ time: Number(l.time), rtt: Number(l.value) }));
+const record = (result: NodeResult | undefined, id: string): FaultRecord => result!.faults!.find((f) => f.id === id)!;
+const longestGap = (times: number[], from: number, to: number) => {
+  const inside = [from, ...times.filter((t) => t > from && t < to), to];
+  return Math.max(...inside.slice(1).map((t, i) => t - inside[i]!));
+};
+
+describe.skipIf(missing)('faults in network namespaces', () => {
+  it('partition (a bridge): cross-side pairs lose their answers for the window and get them back, same-side pairs never notice; a network fault slows one node for its window', async () => {
+    const result = await runInNamespaces({
+      instances: 5,
+      app: HEARTBEAT,
+      run: run(6),
+      spec: [
+        'faults:',
+        '  - { action: partition, at: 1500ms, duration: 1500ms, shape: bridge }',
+        '  - { action: network, at: 3500ms, duration: 1500ms, targets: "0", delay: 100ms }',
+      ],
+    });
+    expect(result.outcome.ok).toBe(true);
+    expect(leftovers(result.outcome.runId)).toEqual([]);
+    const byRank = (rank: number) => result.results.find((r) => r.rank === rank);
+
+    // The bridge of 5: ranks 0-1 | 3-4; rank 2 between them reaches both, and has no part in it.
+    expect(byRank(2)!.faults).toBeUndefined();
+    const sides = [[0, 1], [3, 4]];
+    for (const [a, b] of [[0, 3], [0, 4], [1, 3], [1, 4], [3, 0], [4, 1]] as const) {
+      const ra = record(byRank(a), '0#1');
+      const rb = record(byRank(b), '0#1');
+      expect(ra).toMatchObject({ healedBy: 'window' });
+      const cutFrom = Math.min(ra.appliedAt!, rb.appliedAt!);
+      const cutTo = Math.max(ra.healedAt!, rb.healedAt!);
+      const times = answers(result, a, b);
+      // Nothing in the window (an answer already on its way when the rules came may land just after).
+      expect(times.filter((t) => t > cutFrom + 20 && t < cutTo), `${a} → ${b}`).toEqual([]);
+      expect(times.some((t) => t < cutFrom), `${a} → ${b} before`).toBe(true);
+      expect(times.some((t) => t > cutTo), `${a} → ${b} after`).toBe(true);
+    }
+    for (const [a, b] of [[0, 1], [1, 0], [3, 4], [4, 3], [2, 0], [2, 4], [0, 2], [4, 2]] as const) {
+      const window = record(byRank(sides.flat().includes(a) ? a : b), '0#1');
+      expect(longestGap(answers(result, a, b), window.appliedAt!, window.healedAt!), `${a} → ${b}`).toBeLessThan(500);
+    }
+
+    // Rank 0 sends 100 ms later in its window: every round trip of it then takes ≥ 100 ms, and after it less again.
+    const slow = record(byRank(0), '1#1');
+    expect(slow).toMatchObject({ healedBy: 'window' });
+    expect(slow.detail).toContain('"delayMs":100');
+    const rtts = rttsOf(result, 0);
+    const inside = rtts.filter((s) => s.time > slow.appliedAt! + 150 && s.time < slow.healedAt!);
+    expect(inside.length).toBeGreaterThan(20);
+    expect(Math.min(...inside.map((s) => s.rtt))).toBeGreaterThanOrEqual(100);
+    const after = rtts.filter((s) => s.time > slow.healedAt! + 300).map((s) => s.rtt).sort((x, y) => x - y);
+    expect(after[Math.floor(after.length / 2)]).toBeLessThan(50);
+  });
+
+  it('kill, restart and pause: a restarted node has two runs, a paused one makes no progress in its window, a killed one ends as planned', async () => {
+    const result = await runInNamespaces({
+      instances: 3,
+      app: HEARTBEAT,
+      run: run(4),
+      spec: [
+        'faults:',
+        '  - { action: restart, at: 1s, downtime: 500ms, targets: "1" }',
+        '  - { action: pause, at: 1500ms, duration: 1s, targets: "2" }',
+        '  - { action: kill, at: 3s, targets: "0" }',
+      ],
+    });
+    expect(leftovers(result.outcome.runId)).toEqual([]);
+    const [zero, one, two] = [0, 1, 2].map((rank) => result.results.find((r) => r.rank === rank)!);
+
+    expect(one.runs).toHaveLength(2);
+    expect(one.runs![0]).toMatchObject({ signal: 'SIGKILL', endedBy: '0#1' });
+    expect(one.runs![1]).toMatchObject({ exitCode: 0 });
+    expect(one.runs![1]!.startedAt).toBeGreaterThanOrEqual(record(one, '0#1').healDueAt! - 1);
+    expect(one.outcome).toBe('success');
+    expect(result.lines.get(1)!.filter((l) => l.event === 'start')).toHaveLength(2);
+
+    const pause = record(two, '1#1');
+    expect(pause).toMatchObject({ healedBy: 'window' });
+    const own = rttsOf(result, 2).map((s) => s.time);
+    expect(own.filter((t) => t > pause.appliedAt! + 20 && t < pause.healDueAt! - 5)).toEqual([]);
+    expect(own.some((t) => t > pause.healedAt!)).toBe(true);
+
+    expect(zero.outcome).toBe('killed');
+    expect(zero.runs).toEqual([expect.objectContaining({ signal: 'SIGKILL', endedBy: '2#1' })]);
+    // A planned kill is no failure: the run is ok.
+    expect(result.outcome.ok).toBe(true);
+  });
+});
