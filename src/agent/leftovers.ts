@@ -32,6 +32,23 @@ export function processesWhere(match: (env: ReadonlyMap<string, string>) => bool
   return found;
 }
 
+/** Live processes of process group `group` (Linux /proc; elsewhere none). */
+export function groupMembers(group: number): number[] {
+  if (process.platform !== 'linux') return [];
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] !== 'Z' && Number(fields[2]) === group) found.push(Number(entry));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return found;
+}
+
 /** The processes of one instance of one run: setup, commands and what they started. */
 export function processesOfInstance(runId: string, instanceId: string): FoundProcess[] {
   return processesWhere((env) => env.get('LOCKSTEP_RUN_ID') === runId && env.get('LOCKSTEP_INSTANCE_ID') === instanceId);

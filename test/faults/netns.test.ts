@@ -89,7 +89,7 @@ describe.skipIf(missing)('faults in network namespaces', () => {
       ],
     });
     expect(leftovers(result.outcome.runId)).toEqual([]);
-    const [zero, one, two] = [0, 1, 2].map((rank) => result.results.find((r) => r.rank === rank)!);
+    const [zero, one, two] = [0, 1, 2].map((rank) => result.results.find((r) => r.rank === rank)!) as [NodeResult, NodeResult, NodeResult];
 
     expect(one.runs).toHaveLength(2);
     expect(one.runs![0]).toMatchObject({ signal: 'SIGKILL', endedBy: '0#1' });

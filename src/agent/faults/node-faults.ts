@@ -2,6 +2,7 @@ import { eventsOf, faultNamePrefix, partitionTableName, type CommandRun, type Fa
 import type { RunManifest } from '../../core/manifest.ts';
 import type { NetemPlan } from '../../spec/network.ts';
 import type { ExecResult } from '../exec.ts';
+import { groupMembers } from '../leftovers.ts';
 import { primaryInterface, resetAtRelay, warmUpRelay, type InterfaceChoice } from '../netem.ts';
 import { privilegedRunner, type PrivilegedRunner } from '../privileged.ts';
 import { cgroup2Mount, createCommandGroup, removeGroup, type CommandGroup } from '../../util/cgroup.ts';
@@ -65,7 +66,7 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
     },
     network: (event) => impairNetwork({ base: options.netemPlan, impairment: event.impairment!, choice: options.choice, relay: options.relay, privileged }),
     signal: signalGroup,
-    ...(group ? { adopt: (pid: number) => group.add(pid) } : {}),
+    ...(group ? { adopt: (pid: number) => adoptGroup(group, pid) } : {}),
   };
   return {
     events,
@@ -78,6 +79,15 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
       await group?.remove().catch((error: unknown) => options.log?.(`could not remove the cgroup ${group.path}: ${String(error)}`));
     },
   };
+}
+
+/**
+ * Moves a held command into the node's cgroup: the shell at its gate has started its inner shell
+ * already, so every process of its group moves (what they start later follows them).
+ */
+async function adoptGroup(group: CommandGroup, pid: number): Promise<void> {
+  await group.add(pid);
+  for (const member of groupMembers(pid)) await group.add(member).catch(() => {});
 }
 
 /** Sends `signal` to a process group; a group that is gone is no error. */

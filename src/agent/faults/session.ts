@@ -82,6 +82,8 @@ export class FaultSession {
   private readonly results: ExecResult[] = [];
   private readonly runs: CommandRun[] = [];
   private readonly open = new Map<string, { heal: () => Promise<void>; record: Mutable<FaultRecord> }>();
+  /** Heals under way, by event id: whoever asks for the same one again waits for it. */
+  private readonly healing = new Map<string, Promise<void>>();
   private readonly done = new AbortController();
   private current: Run | undefined;
   private ending: 'end' | 'abort' | undefined;
@@ -111,6 +113,7 @@ export class FaultSession {
   async finished(): Promise<FaultOutcome> {
     await this.over;
     await Promise.allSettled(this.tasks);
+    await Promise.allSettled(this.healing.values());
     return { results: [...this.results], runs: [...this.runs], faults: this.records.map((r) => ({ ...r })) };
   }
 
@@ -206,10 +209,16 @@ export class FaultSession {
     await this.heal(event.id, inTime ? 'window' : (this.ending ?? 'end'));
   }
 
-  private async heal(id: string, reason: HealReason): Promise<void> {
+  private heal(id: string, reason: HealReason): Promise<void> {
     const window = this.open.get(id);
-    if (!window) return;
+    if (!window) return this.healing.get(id) ?? Promise.resolve();
     this.open.delete(id);
+    const healing = this.healNow(id, window, reason);
+    this.healing.set(id, healing);
+    return healing;
+  }
+
+  private async healNow(id: string, window: { heal: () => Promise<void>; record: Mutable<FaultRecord> }, reason: HealReason): Promise<void> {
     try {
       await window.heal();
       window.record.healedAt = preciseNow();
