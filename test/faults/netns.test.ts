@@ -33,11 +33,12 @@ describe.skipIf(missing)('faults in network namespaces', () => {
     const result = await runInNamespaces({
       instances: 5,
       app: HEARTBEAT,
-      run: run(6),
+      run: run(7),
       spec: [
         'faults:',
-        '  - { action: partition, at: 1500ms, duration: 1500ms, shape: bridge }',
-        '  - { action: network, at: 3500ms, duration: 1500ms, targets: "0", delay: 100ms }',
+        // Late enough after T for every heartbeat to be up (node starts slowly on a busy machine).
+        '  - { action: partition, at: 2s, duration: 1500ms, shape: bridge }',
+        '  - { action: network, at: 4s, duration: 1500ms, targets: "0", delay: 100ms }',
       ],
     });
     expect(result.outcome.ok).toBe(true);
