@@ -145,7 +145,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   let faults: NodeFaults | undefined;
   try {
     // This node's part of the fault timeline, armed at T; on the loopback its command gets a cgroup.
-    faults = await nodeFaults({ manifest, repeat, startAt: start.startAt, rank, addresses: start.members.map((m) => m.address), instanceId: identity.instanceId, netemPlan: netem?.record.plan, choice: emulationChoice, relay: wanRelayFrom(), log: context.log });
+    faults = await nodeFaults({ manifest, repeat, startAt: start.startAt, rank, addresses: start.members.map((m) => m.address), instanceId: identity.instanceId, netemPlan: netem?.record.plan, choice: emulationChoice, relay: wanRelayFrom(), journal: identity.workDir, log: context.log });
     await faults?.adopt(prepared.pid);
     counters = await readCounters(netInterface);
     await sleepUntil(start.startAt, { signal: context.signal });

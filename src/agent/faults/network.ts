@@ -23,6 +23,8 @@ export interface NetworkFaultOptions {
   /** The WAN relay's control URL (netns mode); absent: `tc`. */
   readonly relay?: string;
   readonly privileged: PrivilegedRunner;
+  /** The instance's working folder, for the undo journal of `tc` (see `applyNetem`). */
+  readonly journal?: string;
 }
 
 export interface AppliedFault {
@@ -58,13 +60,13 @@ export async function impairNetwork(options: NetworkFaultOptions): Promise<Appli
   // tc: the run's own emulation comes off first (its qdiscs would be in the way), and back after.
   const device = await primaryInterface(options.choice);
   if (hasBase) await options.privileged('tc', ['qdisc', 'del', 'dev', device, 'root']);
-  const session = settle(await applyNetem({ plan, choice: options.choice, privileged: options.privileged }));
+  const session = settle(await applyNetem({ plan, choice: options.choice, privileged: options.privileged, journal: options.journal }));
   return {
     detail: session.record.commands.join('; '),
     heal: async () => {
       const removed = await session.remove();
       if (!removed.removed) throw new Error(removed.removeError ?? 'tc did not remove the emulation');
-      if (hasBase) settle(await applyNetem({ plan: options.base!, choice: options.choice, privileged: options.privileged }));
+      if (hasBase) settle(await applyNetem({ plan: options.base!, choice: options.choice, privileged: options.privileged, journal: options.journal }));
     },
   };
 }

@@ -4,7 +4,7 @@ import type { NetemPlan } from '../../spec/network.ts';
 import type { ExecResult } from '../exec.ts';
 import { groupMembers } from '../leftovers.ts';
 import { primaryInterface, resetAtRelay, warmUpRelay, type InterfaceChoice } from '../netem.ts';
-import { privilegedRunner, type PrivilegedRunner } from '../privileged.ts';
+import { forgetUndo, privilegedRunner, recordUndo, refusalOf, type PrivilegedRunner } from '../privileged.ts';
 import { cgroup2Mount, createCommandGroup, removeGroup, type CommandGroup } from '../../util/cgroup.ts';
 import { impairNetwork } from './network.ts';
 import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset, type NftRunner } from '../../util/nft.ts';
@@ -30,6 +30,11 @@ export interface NodeFaultsOptions {
   /** The WAN relay (netns mode). */
   readonly relay?: string;
   readonly privileged?: PrivilegedRunner;
+  /**
+   * The instance's working folder: what undoes an applied window (deleting a partition's table,
+   * removing an emulation) waits in its journal until it has run, for whoever finds the agent dead.
+   */
+  readonly journal?: string;
   readonly log?: (message: string) => void;
 }
 
@@ -53,6 +58,13 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
   const { manifest, instanceId } = options;
   const privileged = options.privileged ?? privilegedRunner();
   const nft: NftRunner = (args, input) => privileged('nft', args, input);
+  const journal = options.journal;
+  // A node whose faults cannot be applied does not run its command without them: the tools first.
+  const tools = new Set([...(events.some((e) => e.action === 'partition') ? (['nft'] as const) : []), ...(events.some((e) => e.action === 'network') && !options.relay ? (['tc'] as const) : [])]);
+  for (const tool of tools) {
+    const probe = await privileged(tool, tool === 'nft' ? ['--version'] : ['-V']);
+    if (probe.code !== 0) throw new Error(`This node's faults need \`${tool}\`: ${refusalOf(probe, tool) ?? (probe.stderr.trim().split('\n')[0] || `exit ${probe.code}`)}`);
+  }
   const loopback = options.choice.address.startsWith('127.');
   let group: CommandGroup | undefined;
   if (loopback && events.some((e) => e.action === 'partition')) group = await createCommandGroup(faultNamePrefix(manifest.runId, instanceId));
@@ -61,10 +73,23 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
   const mechanics: FaultMechanics = {
     async partition(event, peers) {
       const table = partitionTableName(manifest.runId, instanceId, event.id);
-      await addTable(nft, partitionRuleset(table, peers, group));
-      return { detail: `nft table inet ${table}: drops ${group ? 'what the command sends to' : 'traffic to and from'} ${peers.join(', ')}`, heal: () => deleteTable(nft, table) };
+      const key = `fault ${event.id}`;
+      if (journal) await recordUndo(journal, key, [{ tool: 'nft', args: ['delete', 'table', 'inet', table] }]).catch(() => {});
+      try {
+        await addTable(nft, partitionRuleset(table, peers, group));
+      } catch (error) {
+        if (journal) await forgetUndo(journal, key).catch(() => {});
+        throw error;
+      }
+      return {
+        detail: `nft table inet ${table}: drops ${group ? 'what the command sends to' : 'traffic to and from'} ${peers.join(', ')}`,
+        heal: async () => {
+          await deleteTable(nft, table);
+          if (journal) await forgetUndo(journal, key).catch(() => {});
+        },
+      };
     },
-    network: (event) => impairNetwork({ base: options.netemPlan, impairment: event.impairment!, choice: options.choice, relay: options.relay, privileged }),
+    network: (event) => impairNetwork({ base: options.netemPlan, impairment: event.impairment!, choice: options.choice, relay: options.relay, privileged, journal }),
     signal: signalGroup,
     ...(group ? { adopt: (pid: number) => adoptGroup(group, pid) } : {}),
   };
