@@ -108,9 +108,11 @@ describe.skipIf(noPartitions)('partitions on the loopback', () => {
     const cut = result!.faults!.find((f) => f.id === '0#1') as FaultRecord;
     expect(cut, JSON.stringify(cut)).toMatchObject({ healedBy: 'abort' });
     expect(cut.detail).toMatch(/drops what the command sends to 127\.\S+, 127\./);
-    const from = (peer: number) => lines.filter((l) => l.metric === 'rtt_ms' && l.peer === peer).map((l) => Number(l.time));
-    expect(from(2).filter((t) => t > cut.appliedAt! + 20 && t < cut.healedAt!), JSON.stringify(cut)).toEqual([]);
-    expect(from(3).filter((t) => t > cut.appliedAt! + 20 && t < cut.healedAt!)).toEqual([]);
+    // When each answered ping was sent (its answer's arrival less its round trip): on a busy machine an
+    // answer may be read, and stamped, a while after it arrived; the cut decides by the sending.
+    const from = (peer: number) => lines.filter((l) => l.metric === 'rtt_ms' && l.peer === peer).map((l) => Number(l.time) - Number(l.value));
+    expect(from(2).filter((t) => t > cut.appliedAt! + 5 && t < cut.healedAt!), JSON.stringify(cut)).toEqual([]);
+    expect(from(3).filter((t) => t > cut.appliedAt! + 5 && t < cut.healedAt!)).toEqual([]);
     expect(from(1).filter((t) => t > cut.appliedAt! + 200 && t < cut.healedAt!).length).toBeGreaterThan(5);
   });
 
