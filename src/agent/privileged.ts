@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../util/atomic-write.ts';
@@ -49,6 +49,59 @@ export function privilegedRunner(options: PrivilegedOptions = {}): PrivilegedRun
     if (!binary) return { code: NOT_INSTALLED, stdout: '', stderr: `The \`${tool}\` command is not installed: install ${PACKAGE[tool]} on the instance` };
     const [file, ...rest] = privilegedArgv([binary, ...args], uid);
     return runFile(file!, rest, input, options.timeoutMs ?? 10_000);
+  };
+}
+
+/** A privileged command started ahead of time, waiting for its input on stdin. */
+export interface HeldPrivileged {
+  /** Gives it its input (and end of input): it runs now, without a process to start. Never throws. */
+  run(input: string): Promise<CommandResult>;
+  /** Ends it unused. */
+  cancel(): void;
+}
+
+/**
+ * Starts `tool args` now, to read its input later (`nft -f -`): what must happen at a set time
+ * (a partition at T + offset) then costs a write, not a process start (tens of ms on a busy machine).
+ * Unused, it ends when this process does (its stdin closes).
+ */
+export function holdPrivileged(tool: PrivilegedTool, args: readonly string[], options: PrivilegedOptions = {}): HeldPrivileged {
+  const binary = findSystemBinary(tool, options.env ?? process.env);
+  if (!binary) {
+    const missing = { code: NOT_INSTALLED, stdout: '', stderr: `The \`${tool}\` command is not installed: install ${PACKAGE[tool]} on the instance` };
+    return { run: async () => missing, cancel: () => {} };
+  }
+  const [file, ...rest] = privilegedArgv([binary, ...args], options.uid ?? process.getuid?.());
+  const child = spawn(file!, rest, { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+  child.stdin.on('error', () => {});
+  const exited = new Promise<CommandResult>((resolve) => {
+    child.once('error', (error) => resolve({ code: -1, stdout, stderr: error.message }));
+    child.once('close', (code, signal) => resolve({ code: code ?? -1, stdout, stderr: stderr || (signal ? `ended by ${signal}` : '') }));
+  });
+  return {
+    run(input) {
+      const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10_000);
+      child.stdin.end(input);
+      return exited.finally(() => clearTimeout(timer));
+    },
+    cancel: () => void child.kill('SIGKILL'),
+  };
+}
+
+/** Keeps one `tool args` held ready: each `run` takes it and holds the next. */
+export function warmPrivileged(tool: PrivilegedTool, args: readonly string[], options: PrivilegedOptions = {}): HeldPrivileged {
+  let ready = holdPrivileged(tool, args, options);
+  return {
+    run(input) {
+      const taken = ready;
+      ready = holdPrivileged(tool, args, options);
+      return taken.run(input);
+    },
+    cancel: () => ready.cancel(),
   };
 }
 

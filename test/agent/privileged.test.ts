@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { forgetUndo, NOT_INSTALLED, privilegedArgv, privilegedRunner, recordUndo, refusalOf, runUndoJournal } from '../../src/agent/privileged.ts';
+import { forgetUndo, holdPrivileged, NOT_INSTALLED, privilegedArgv, privilegedRunner, recordUndo, refusalOf, runUndoJournal, warmPrivileged } from '../../src/agent/privileged.ts';
 import { tempDir } from '../helpers/temp.ts';
 
 describe('privileged runner', () => {
@@ -51,5 +51,18 @@ describe('the undo journal', () => {
     expect(readFileSync(marks, 'utf8')).toBe('netem-1\nnetem-2\npartition\n');
     expect(existsSync(join(dir, 'privileged-undo.json'))).toBe(false);
     expect(await runUndoJournal(dir, run)).toBe(0);
+  });
+});
+
+describe('privileged commands held ready', () => {
+  it('start ahead and run their input when given it; a warm one holds the next at once', async () => {
+    const env = { PATH: '', LOCKSTEP_NFT: '/bin/cat' };
+    const held = holdPrivileged('nft', [], { env, uid: 0 });
+    expect(await held.run('add table inet x\n')).toEqual({ code: 0, stdout: 'add table inet x\n', stderr: '' });
+    const warm = warmPrivileged('nft', [], { env, uid: 0 });
+    expect((await warm.run('one\n')).stdout).toBe('one\n');
+    expect((await warm.run('two\n')).stdout).toBe('two\n');
+    warm.cancel();
+    expect(await holdPrivileged('nft', [], { env: { PATH: '', LOCKSTEP_NFT: '/nonexistent/nft' } }).run('x')).toMatchObject({ code: NOT_INSTALLED });
   });
 });

@@ -23,6 +23,13 @@ const HEARTBEAT = resolve('examples/faults/app/heartbeat.mjs');
 const noPartitions = process.getuid?.() !== 0 ? 'needs root' : !findSystemBinary('nft') ? 'needs nftables (`nft`)' : cgroupProblem();
 if (noPartitions) console.warn(`SKIPPED loopback partition tests: ${noPartitions}`);
 
+/**
+ * The agent stamps with its monotonic clock from its start (`preciseNow`), the app with the wall
+ * clock (`Date.now`): two processes' clocks can differ by tens of ms while the system clock is
+ * slewed. Comparisons between them leave this much at each edge of a window.
+ */
+const SKEW = 50;
+
 let current: Project | undefined;
 afterEach(async () => {
   if (current) await expectNothingLeftRunning(current.dir);
@@ -98,6 +105,7 @@ describe.skipIf(noPartitions)('partitions on the loopback', () => {
     await waitFor('every node\'s heartbeat to run in its cgroup', () => commandsInGroups(runId) === 4);
     // Long enough for pings across the cut to be missed, and for those on each side to be answered.
     await new Promise((done) => setTimeout(done, 1500));
+    const interruptedAt = Date.now();
     child.kill('SIGINT');
     expect(await exited).toBe(130);
     expect(leftFaults(runId)).toEqual([]);
@@ -111,9 +119,10 @@ describe.skipIf(noPartitions)('partitions on the loopback', () => {
     // When each answered ping was sent (its answer's arrival less its round trip): on a busy machine an
     // answer may be read, and stamped, a while after it arrived; the cut decides by the sending.
     const from = (peer: number) => lines.filter((l) => l.metric === 'rtt_ms' && l.peer === peer).map((l) => Number(l.time) - Number(l.value));
-    expect(from(2).filter((t) => t > cut.appliedAt! + 5 && t < cut.healedAt!), JSON.stringify(cut)).toEqual([]);
-    expect(from(3).filter((t) => t > cut.appliedAt! + 5 && t < cut.healedAt!)).toEqual([]);
-    expect(from(1).filter((t) => t > cut.appliedAt! + 200 && t < cut.healedAt!).length).toBeGreaterThan(5);
+    // The rules held from their apply at least until the interrupt (the heal comes after it).
+    expect(from(2).filter((t) => t > cut.appliedAt! + SKEW && t < interruptedAt - SKEW), JSON.stringify(cut)).toEqual([]);
+    expect(from(3).filter((t) => t > cut.appliedAt! + SKEW && t < interruptedAt - SKEW)).toEqual([]);
+    expect(from(1).filter((t) => t > cut.appliedAt! + 200 && t < interruptedAt).length).toBeGreaterThan(5);
   });
 
   it('are healed by an agent that restarts during the window', async () => {

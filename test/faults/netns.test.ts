@@ -17,6 +17,13 @@ if (noTbf && !missing) console.warn(`SKIPPED the network fault with tc: ${noTbf}
 const HEARTBEAT = resolve('examples/faults/app');
 const run = (seconds: number) => `node heartbeat.mjs --hosts {{hostsFile}} --rank {{rank}} --duration ${seconds} --interval 50 --state {{outputDir}}`;
 
+/**
+ * The agent stamps with its monotonic clock from its start (`preciseNow`), the app with the wall
+ * clock (`Date.now`): two processes' clocks can differ by tens of ms while the system clock is
+ * slewed. Comparisons between them leave this much at each edge of a window.
+ */
+const SKEW = 50;
+
 afterAll(removeStartedNetworks);
 
 /**
@@ -30,6 +37,11 @@ function answeredPings(run: NetnsRun, rank: number, peer: number): number[] {
 const lost = (run: NetnsRun, rank: number, peer: number) => Number(run.lines.get(rank)!.find((l) => l.metric === 'lost' && l.peer === peer)!.value);
 const rttsOf = (run: NetnsRun, rank: number) => run.lines.get(rank)!.filter((l) => l.metric === 'rtt_ms').map((l) => ({ sent: Number(l.time) - Number(l.value), time: Number(l.time), rtt: Number(l.value) }));
 const record = (result: NodeResult | undefined, id: string): FaultRecord => result!.faults!.find((f) => f.id === id)!;
+/** The longest time between two of `times` within (from, to), the window's edges counted. */
+const longestGap = (times: number[], from: number, to: number) => {
+  const inside = [from, ...times.filter((t) => t > from && t < to).sort((a, b) => a - b), to];
+  return Math.max(...inside.slice(1).map((t, i) => t - inside[i]!));
+};
 
 describe.skipIf(missing)('faults in network namespaces', () => {
   it('partition (a bridge): cross-side pairs lose their answers for the window and get them back, same-side pairs never notice; a network fault slows one node for its window', async () => {
@@ -55,18 +67,21 @@ describe.skipIf(missing)('faults in network namespaces', () => {
       const ra = record(byRank(a), '0#1');
       const rb = record(byRank(b), '0#1');
       expect(ra).toMatchObject({ healedBy: 'window' });
-      // Both nodes' rules hold from the later apply to the earlier heal: no ping sent then is answered.
+      // Both nodes' rules hold from the later apply (done when `nft` returns) to the earlier heal (which
+      // may take effect any time after it was due): no ping sent then is answered.
       const cutFrom = Math.max(ra.appliedAt!, rb.appliedAt!);
-      const cutTo = Math.min(ra.healedAt!, rb.healedAt!);
+      const cutTo = Math.min(ra.healDueAt!, rb.healDueAt!);
       const sent = answeredPings(result, a, b);
-      expect(sent.filter((t) => t > cutFrom + 5 && t < cutTo), `${a} → ${b}`).toEqual([]);
+      expect(sent.filter((t) => t > cutFrom + SKEW && t < cutTo - SKEW), `${a} → ${b}: cut ${cutFrom}–${cutTo}`).toEqual([]);
       expect(sent.some((t) => t < cutFrom), `${a} → ${b} before`).toBe(true);
       expect(sent.some((t) => t > cutTo), `${a} → ${b} after`).toBe(true);
       expect(lost(result, a, b), `${a} → ${b} lost`).toBeGreaterThanOrEqual(20);
     }
-    // Pairs on one side, and the bridge with everyone: hardly a ping lost (the last ones may be on their way at the end).
+    // Pairs on one side, and the bridge with everyone, never notice: their pings sent during the cut
+    // are answered, with no gap longer than a busy machine's hiccup (pings go every 50 ms).
     for (const [a, b] of [[0, 1], [1, 0], [3, 4], [4, 3], [2, 0], [2, 4], [0, 2], [4, 2]] as const) {
-      expect(lost(result, a, b), `${a} → ${b} lost`).toBeLessThanOrEqual(5);
+      const window = record(byRank(a === 2 ? b : a), '0#1');
+      expect(longestGap(answeredPings(result, a, b), window.appliedAt!, window.healedAt!), `${a} → ${b}`).toBeLessThan(500);
     }
 
     // Rank 0 sends 100 ms later in its window: every round trip of it then takes ≥ 100 ms, and after it less again.
@@ -74,7 +89,7 @@ describe.skipIf(missing)('faults in network namespaces', () => {
     expect(slow).toMatchObject({ healedBy: 'window' });
     expect(slow.detail).toContain('"delayMs":100');
     const rtts = rttsOf(result, 0);
-    const inside = rtts.filter((s) => s.sent > slow.appliedAt! + 5 && s.sent < slow.healedAt! - 5);
+    const inside = rtts.filter((s) => s.sent > slow.appliedAt! + SKEW && s.sent < slow.healedAt! - SKEW);
     expect(inside.length).toBeGreaterThan(20);
     expect(Math.min(...inside.map((s) => s.rtt))).toBeGreaterThanOrEqual(100);
     const after = rtts.filter((s) => s.sent > slow.healedAt! + 300).map((s) => s.rtt).sort((x, y) => x - y);
@@ -106,7 +121,7 @@ describe.skipIf(missing)('faults in network namespaces', () => {
     const pause = record(two, '1#1');
     expect(pause).toMatchObject({ healedBy: 'window' });
     const own = rttsOf(result, 2).map((s) => s.time);
-    expect(own.filter((t) => t > pause.appliedAt! + 20 && t < pause.healDueAt! - 5)).toEqual([]);
+    expect(own.filter((t) => t > pause.appliedAt! + SKEW && t < pause.healDueAt! - SKEW)).toEqual([]);
     expect(own.some((t) => t > pause.healedAt!)).toBe(true);
 
     expect(zero.outcome).toBe('killed');

@@ -60,5 +60,5 @@ setTimeout(() => {
   setTimeout(() => {
     for (const { peer } of peers) print({ metric: 'lost', value: sent.get(peer) - answered.get(peer), peer });
     socket.close();
-  }, 300);
+  }, 1000);
 }, Math.max(0, end - Date.now()));

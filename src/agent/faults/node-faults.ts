@@ -4,7 +4,7 @@ import type { NetemPlan } from '../../spec/network.ts';
 import type { ExecResult } from '../exec.ts';
 import { groupMembers } from '../leftovers.ts';
 import { primaryInterface, resetAtRelay, warmUpRelay, type InterfaceChoice } from '../netem.ts';
-import { forgetUndo, privilegedRunner, recordUndo, refusalOf, type PrivilegedRunner } from '../privileged.ts';
+import { forgetUndo, privilegedRunner, recordUndo, refusalOf, warmPrivileged, type PrivilegedRunner } from '../privileged.ts';
 import { cgroup2Mount, createCommandGroup, removeGroup, type CommandGroup } from '../../util/cgroup.ts';
 import { impairNetwork } from './network.ts';
 import { addTable, deleteTable, deleteTablesWithPrefix, partitionRuleset, type NftRunner } from '../../util/nft.ts';
@@ -57,7 +57,6 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
   if (events.length === 0) return undefined;
   const { manifest, instanceId } = options;
   const privileged = options.privileged ?? privilegedRunner();
-  const nft: NftRunner = (args, input) => privileged('nft', args, input);
   const journal = options.journal;
   // A node whose faults cannot be applied does not run its command without them: the tools first.
   const tools = new Set([...(events.some((e) => e.action === 'partition') ? (['nft'] as const) : []), ...(events.some((e) => e.action === 'network') && !options.relay ? (['tc'] as const) : [])]);
@@ -69,23 +68,28 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
   let group: CommandGroup | undefined;
   if (loopback && events.some((e) => e.action === 'partition')) group = await createCommandGroup(faultNamePrefix(manifest.runId, instanceId));
   if (options.relay && events.some((e) => e.action === 'network')) await warmUpRelay(options.relay);
+  // With the agent's own runner, one `nft -f -` waits ready: a window opens and heals on time.
+  const warm = !options.privileged && events.some((e) => e.action === 'partition') ? warmPrivileged('nft', ['-f', '-']) : undefined;
+  const nft: NftRunner = (args, input) => (warm && args.join(' ') === '-f -' ? warm.run(input ?? '') : privileged('nft', args, input));
 
+  // What deletes each partition's table goes in the journal now, before T, not when it is due.
+  if (journal) {
+    for (const event of events.filter((e) => e.action === 'partition')) {
+      await recordUndo(journal, `fault ${event.id}`, [{ tool: 'nft', args: ['delete', 'table', 'inet', partitionTableName(manifest.runId, instanceId, event.id)] }]).catch(() => {});
+    }
+  }
+
+  const applied = new Set<string>();
   const mechanics: FaultMechanics = {
     async partition(event, peers) {
       const table = partitionTableName(manifest.runId, instanceId, event.id);
-      const key = `fault ${event.id}`;
-      if (journal) await recordUndo(journal, key, [{ tool: 'nft', args: ['delete', 'table', 'inet', table] }]).catch(() => {});
-      try {
-        await addTable(nft, partitionRuleset(table, peers, group));
-      } catch (error) {
-        if (journal) await forgetUndo(journal, key).catch(() => {});
-        throw error;
-      }
+      await addTable(nft, partitionRuleset(table, peers, group));
+      applied.add(event.id);
       return {
         detail: `nft table inet ${table}: drops ${group ? 'what the command sends to' : 'traffic to and from'} ${peers.join(', ')}`,
         heal: async () => {
           await deleteTable(nft, table);
-          if (journal) await forgetUndo(journal, key).catch(() => {});
+          if (journal) void forgetUndo(journal, `fault ${event.id}`).catch(() => {});
         },
       };
     },
@@ -101,6 +105,11 @@ export async function nodeFaults(options: NodeFaultsOptions): Promise<NodeFaults
     start: (first, { prepareRun, signal }) =>
       new FaultSession({ events, startAt: options.startAt, rank: options.rank, addresses: options.addresses, mechanics, prepareRun, signal, log: options.log }, first),
     dispose: async () => {
+      warm?.cancel();
+      // Windows that never opened (the command ended first) have nothing to undo; one whose heal
+      // failed keeps its entry, for whoever comes next.
+      const unopened = events.filter((e) => e.action === 'partition' && !applied.has(e.id));
+      if (journal) for (const event of unopened) await forgetUndo(journal, `fault ${event.id}`).catch(() => {});
       await group?.remove().catch((error: unknown) => options.log?.(`could not remove the cgroup ${group.path}: ${String(error)}`));
     },
   };
