@@ -1,11 +1,15 @@
 /**
  * `lockstep run --dry-run`: checks what `run` checks before it launches anything (every sweep
  * point, the store, the provider), then shows the plan: provider and isolation, network emulation,
- * which groups and params each rank gets, and a sweep's points. Launches nothing, writes nothing.
+ * which groups and params each rank gets, a sweep's points, the planned fault timeline. Launches
+ * nothing, writes nothing.
  */
+import { expandFaults } from '../controller/fault-timeline.ts';
 import { checkRun } from '../controller/preflight.ts';
 import { checkSweep, type SweepPlan } from '../controller/sweep.ts';
+import { plannedFaultsTable } from '../results/faults.ts';
 import { pointLabel } from '../results/matrix.ts';
+import { renderTable } from '../results/tables.ts';
 import { rankAssignments, resolveGroups, type RankAssignment } from '../spec/groups.ts';
 import type { LoadedSpec } from '../spec/load.ts';
 import type { NetworkSpec } from '../spec/network.ts';
@@ -20,6 +24,7 @@ export async function printDryRun(loaded: LoadedSpec, sweep: SweepPlan | undefin
   await checked.store.dispose();
   const { spec } = loaded;
   const points = sweep?.points.map(({ point, loaded: p }) => ({ point: point.index + 1, values: point.values, instances: p.spec.instances, ranks: ranksOf(p.spec) }));
+  const faults = expandFaults(spec);
   const common = {
     instances: spec.instances,
     repeats: spec.repeats,
@@ -27,6 +32,7 @@ export async function printDryRun(loaded: LoadedSpec, sweep: SweepPlan | undefin
     network: spec.network ?? null,
     // A sweep's ranks are those of each point (its `instances`).
     ...(points ? { points } : { ranks: ranksOf(spec) }),
+    faults: faults ?? null,
   };
 
   let providerJson: unknown;
@@ -67,6 +73,7 @@ export async function printDryRun(loaded: LoadedSpec, sweep: SweepPlan | undefin
   } else {
     lines.push(`Ranks (${spec.instances} instances):`, ...rankLines(ranksOf(spec)));
   }
+  if (faults) lines.push('', renderTable(plannedFaultsTable(faults)), '');
   lines.push(problems ? 'Nothing was launched: fix the problems above first.' : 'Nothing was launched.');
   console.log(lines.join('\n'));
 }

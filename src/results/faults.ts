@@ -268,6 +268,25 @@ async function splitMetric(run: LocalRun, metric: MetricSpec, repeats: readonly 
 
 // ---- Tables -------------------------------------------------------------------------------------
 
+/** The planned timeline, before a run (`lockstep run --dry-run`): each window, its targets and repeats. */
+export function plannedFaultsTable(timeline: FaultTimeline): Table {
+  const drawn = timeline.seeds.filter((s) => s.drawn);
+  return {
+    title: 'Faults planned (times after the start T of each repeat)',
+    columns: ['fault', 'action', 'on', 'window', 'repeats'],
+    rows: timeline.events.map((event) =>
+      [
+        `faults.${event.id.replace('#', ' #')}`,
+        event.action,
+        describe(event),
+        `T+${formatDuration(event.atMs)} → ${event.durationMs === undefined ? 'end' : `T+${formatDuration(event.atMs + event.durationMs)}`}`,
+        compactRanks(event.repeats),
+      ].map((text) => ({ text })),
+    ),
+    notes: drawn.map((s) => `faults.${s.entry}: no seed in the spec: the run draws its own (this plan shows one draw); set \`targets.random.seed\` to fix the choice`),
+  };
+}
+
 const offset = (ms: number | null) => (ms === null ? '…' : `T+${formatDuration(ms)}`);
 
 /** The timeline table (every repeat) and the during/outside table of the split metrics. */
