@@ -23,8 +23,9 @@ describe.skipIf(missing)('lockstep gc --ssh', () => {
   });
 
   const qdiscs = (host: TestHost) => execFileSync('ip', ['netns', 'exec', host.namespace, 'tc', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' });
+  const nftTables = (host: TestHost) => execFileSync('ip', ['netns', 'exec', host.namespace, 'nft', 'list', 'tables'], { encoding: 'utf8' });
 
-  it('after a killed controller: removes what a dead agent left (its command, its tc rules, its folder) and ends agents past their expiry', async () => {
+  it('after a killed controller: removes what a dead agent left (its command, its tc and partition rules, its folder) and ends agents past their expiry', async () => {
     const dir = tempDir('ssh-gc');
     mkdirSync(join(dir, 'app'));
     writeFileSync(join(dir, 'app', 'probe.mjs'), PROBE);
@@ -42,6 +43,8 @@ describe.skipIf(missing)('lockstep gc --ssh', () => {
         'timeouts: { barrier: 60s, run: 10m, instance: 1h }',
         `provider: { kind: ssh, inventory: hosts.yaml, knownHosts: ${lab.knownHosts} }`,
         'store: store',
+        // Cut apart from T for longer than the test: the dead agent's rules stay until gc.
+        'faults: [{ action: partition, at: 0s, duration: 9m, sides: ["0", "1"] }]',
       ].join('\n') + '\n',
     );
     const home = join(dir, 'home');
@@ -59,7 +62,7 @@ describe.skipIf(missing)('lockstep gc --ssh', () => {
       }
     };
     const commandRuns = (host: TestHost) => lab.processesOn(host).some((pid) => cmdline(pid).startsWith('node\0probe.mjs'));
-    await waitFor('both commands to run', () => lab.hosts.every((h) => instanceFile(h) && commandRuns(h)), 60_000);
+    await waitFor('both commands to run, cut apart', () => lab.hosts.every((h) => instanceFile(h) && commandRuns(h) && nftTables(h).includes('table inet')), 60_000);
     expect(lab.hosts.map((h) => qdiscs(h))).toEqual([expect.stringContaining('tbf'), expect.stringContaining('tbf')]);
     controller.kill('SIGKILL');
     const deadAgent = JSON.parse(readFileSync(instanceFile(lab.hosts[0]!)!, 'utf8')) as { pid: number; runId: string };
@@ -74,15 +77,17 @@ describe.skipIf(missing)('lockstep gc --ssh', () => {
     expect(planned).toMatchObject({ hosts: 2, running: 1, ended: [], unreachable: [] });
     expect(planned.removed).toEqual([expect.objectContaining({ host: 'h0', runId: deadAgent.runId, instanceId: 'h0' })]);
     expect(qdiscs(lab.hosts[0]!)).toContain('tbf');
+    expect(nftTables(lab.hosts[0]!)).toContain('table inet');
 
     // A day later, h1's agent is past its expiry too.
     const report = (await collectGarbage({ home, ssh: { inventory: join(dir, 'hosts.yaml'), knownHosts: lab.knownHosts }, now: new Date(Date.now() + 86_400_000) })).ssh!;
-    expect(report.removed).toEqual([{ host: 'h0', runId: deadAgent.runId, instanceId: 'h0', processes: expect.any(Number), undone: 1 }]);
+    expect(report.removed).toEqual([{ host: 'h0', runId: deadAgent.runId, instanceId: 'h0', processes: expect.any(Number), undone: 2 }]);
     expect(report.removed[0]!.processes).toBeGreaterThan(0);
     expect(report.ended).toEqual([{ host: 'h1', runId: deadAgent.runId, instanceId: 'h1', reason: 'expired' }]);
     for (const host of lab.hosts) {
       expect(lab.processesOn(host), `processes on ${host.name}`).toEqual([]);
       expect(qdiscs(host)).not.toContain('tbf');
+      expect(nftTables(host), `nft tables on ${host.name}`).toBe('');
       expect(readdirSync(join(host.workDir, 'runs'))).toEqual([]);
     }
     expect(readdirSync(join(home, 'ssh', 'runs'))).toEqual([]);

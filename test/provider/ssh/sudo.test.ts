@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { FaultRecord } from '../../../src/core/faults.ts';
 import { layout, nodeFiles } from '../../../src/core/layout.ts';
 import type { NodeResult } from '../../../src/core/manifest.ts';
 import { runExperiment } from '../../../src/controller/run.ts';
@@ -83,6 +84,7 @@ describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 stor
       const runs = join(workDir(host), 'runs');
       expect(existsSync(runs) ? readdirSync(runs) : []).toEqual([]);
       expect(execFileSync('ip', ['netns', 'exec', host.namespace, 'tc', 'qdisc', 'show', 'dev', 'eth0'], { encoding: 'utf8' })).not.toContain('tbf');
+      expect(execFileSync('ip', ['netns', 'exec', host.namespace, 'nft', 'list', 'tables'], { encoding: 'utf8' }), `nft tables on ${host.name}`).toBe('');
     }
   };
 
@@ -130,6 +132,45 @@ describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 stor
         expect(result?.netem).toMatchObject({ applied: true, removed: true, interface: 'eth0', commands: [expect.stringMatching(/^tc qdisc replace dev eth0 root handle 1: tbf rate 100000000bit/)] });
         expect(Buffer.from((await store.get(prefix + nodeFiles.stdout))!).toString()).toBe(`hello from ${user} at ${lab.hosts[rank]!.address}\n`);
       }
+    } finally {
+      await store.dispose();
+    }
+    nothingOnHosts();
+  });
+
+  it('applies a partition and a kill as on EC2, `nft` through `sudo -n`, and leaves no rule behind', async () => {
+    writeFileSync(sudoers, `${user} ALL=(root) NOPASSWD: /usr/sbin/tc, /usr/sbin/nft\n`, { mode: 0o440 });
+    const dir = experiment();
+    // The faults example's app: UDP pings between the nodes every 50 ms, one line per answer.
+    cpSync(resolve('examples/faults/app'), join(dir, 'app'), { recursive: true });
+    const spec = readFileSync(join(dir, 'spec.yaml'), 'utf8')
+      .replace(/^network: .*\n/m, '')
+      .replace(/^run: .*$/m, 'run: node heartbeat.mjs --hosts {{hostsFile}} --rank {{rank}} --duration 5 --interval 50 --state {{outputDir}}');
+    writeFileSync(
+      join(dir, 'spec.yaml'),
+      spec + ['faults:', '  - { action: partition, at: 1s, duration: 1500ms, sides: ["0", "1"] }', '  - { action: kill, at: 3500ms, targets: "1" }'].join('\n') + '\n',
+    );
+    const outcome = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
+    expect({ ok: outcome.ok, lost: outcome.lostInstances }).toEqual({ ok: true, lost: [] });
+    const store = await openStore(outcome.store);
+    try {
+      const [zero, one] = await Promise.all([0, 1].map((rank) => getJson<NodeResult>(store, layout.node(outcome.runId, 1, rank) + nodeFiles.result)));
+      const cut = [zero, one].map((r) => r?.faults?.find((f) => f.id === '0#1')) as FaultRecord[];
+      for (const record of cut) expect(record).toMatchObject({ appliedAt: expect.any(Number), healedBy: 'window' });
+      for (const record of cut) expect(record.error).toBeUndefined();
+      expect(one).toMatchObject({ outcome: 'killed', runs: [expect.objectContaining({ signal: 'SIGKILL', endedBy: '1#1' })] });
+      // Rank 0's pings to rank 1 answered: sent before the cut and after it, none while both rules held.
+      const stdout = Buffer.from((await store.get(layout.node(outcome.runId, 1, 0) + nodeFiles.stdout))!).toString();
+      const sent = stdout
+        .split('\n')
+        .filter((line) => line.startsWith('{'))
+        .map((line) => JSON.parse(line) as { metric?: string; peer?: number; value?: number; time?: number })
+        .filter((l) => l.metric === 'rtt_ms' && l.peer === 1)
+        .map((l) => l.time! - l.value!);
+      const [from, to] = [Math.max(...cut.map((r) => r.appliedAt!)), Math.min(...cut.map((r) => r.healDueAt!))];
+      expect(sent.filter((t) => t > from + 50 && t < to - 50)).toEqual([]);
+      expect(sent.some((t) => t < from)).toBe(true);
+      expect(sent.some((t) => t > to)).toBe(true);
     } finally {
       await store.dispose();
     }
