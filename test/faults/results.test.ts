@@ -41,6 +41,9 @@ async function writeRun(): Promise<string> {
     const result = { runId: 'r-faults', repeat: 1, rank, n: 3, outcome: rank === 1 ? 'killed' : 'success', readyAt: T - 1500, barrierAt: T - 1000, scheduledStartAt: T, startedAt: T, endedAt: T + 6000, durationMs: 6000, exitCode: 0, faults } as unknown as NodeResult;
     const lines: string[] = ['not a sample', JSON.stringify({ metric: 'latency_ms', value: 1 })];
     for (let at = 0; at <= 6000; at += 100) lines.push(JSON.stringify({ metric: 'latency_ms', value: at > 2100 && at < 3900 ? 80 : 10, time: T + at }));
+    // The same samples as text lines with an ISO time, every 500 ms: for a regex metric with `(?<time>…)`.
+    for (let at = 0; at <= 6000; at += 500) lines.push(`${new Date(T + at).toISOString()} commit took ${at > 2100 && at < 3900 ? 80 : 10} ms`);
+    lines.push('commit took 5 ms');
     const node = join(dir, 'repeat-1', `rank-${rank}`);
     await mkdir(node);
     await writeFile(join(node, 'result.json'), JSON.stringify(result));
@@ -75,6 +78,18 @@ describe('faults in the results', () => {
     expect(text).toMatch(/faults\.1 #1 +\S* *kill +rank 1 +T\+5\.00 s → end +T\+5\.00 s → end +1 applied/);
     expect(text).toContain('faults.1: seed 99 was drawn for this run; repeat its choices with `--set faults.1.targets.random.seed=99`');
     expect(text).toMatch(/latency_ms +80 ms \(n=90, p95 80 ms\) +10 ms \(n=93, p95 10 ms\)/);
+  });
+
+  it('splits a regex metric whose named capture `time` gives each sample its time', async () => {
+    const run = await loadLocalRun(await writeRun());
+    const metric = { name: 'commit_ms', regex: '^(?<time>\\S+Z) commit took (?<value>\\d+) ms', unit: 'ms', file: 'stdout.log', perNode: 'all' };
+    const [commit] = (await faultReportOf(run, [metric as never]))!.split;
+    // Per node: 2.5, 3.0, 3.5 s (80 ms) and 4.0 s (10 ms) in the partition, applied 2.001–4.002 s; 5.5
+    // and 6.0 s after the kill (5.001 s on); the other 7 outside.
+    expect(commit!.during).toMatchObject({ count: 3 * 6, min: 10, max: 80 });
+    expect(commit!.outside).toMatchObject({ count: 3 * 7, min: 10, max: 10 });
+    // The untimed line does not match the regex (it has no time), so it is no sample at all.
+    expect(commit!.untimed).toBe(0);
   });
 
   const CHROMIUM = '/usr/bin/chromium';
