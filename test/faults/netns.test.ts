@@ -44,44 +44,57 @@ const longestGap = (times: number[], from: number, to: number) => {
 };
 
 describe.skipIf(missing)('faults in network namespaces', () => {
-  it('partition (a bridge): cross-side pairs lose their answers for the window and get them back, same-side pairs never notice; a network fault slows one node for its window', async () => {
+  it('partition (a bridge, then a ring): cross-side pairs lose their answers for the window and get them back, same-side pairs never notice; a network fault slows one node for its window', async () => {
     const result = await runInNamespaces({
       instances: 5,
       app: HEARTBEAT,
-      run: run(7),
+      run: run(9),
       spec: [
         'faults:',
         // Late enough after T for every heartbeat to be up (node starts slowly on a busy machine).
         '  - { action: partition, at: 2s, duration: 1500ms, shape: bridge }',
         '  - { action: network, at: 4s, duration: 1500ms, targets: "0", delay: 100ms }',
+        '  - { action: partition, at: 6s, duration: 1500ms, shape: ring }',
       ],
     });
     expect(result.outcome.ok).toBe(true);
     expect(leftovers(result.outcome.runId)).toEqual([]);
     const byRank = (rank: number) => result.results.find((r) => r.rank === rank);
 
-    // The bridge of 5: ranks 0-1 | 3-4; rank 2 between them reaches both, and has no part in it.
-    expect(byRank(2)!.faults).toBeUndefined();
-    // 7 s of pings every 50 ms: 140 per peer; the cut lasts 1.5 s, 30 pings.
-    for (const [a, b] of [[0, 3], [0, 4], [1, 3], [1, 4], [3, 0], [4, 1]] as const) {
-      const ra = record(byRank(a), '0#1');
-      const rb = record(byRank(b), '0#1');
+    // The bridge of 5: ranks 0-1 | 3-4; rank 2 between them reaches both, and has no part in it (only in the ring).
+    expect(byRank(2)!.faults!.map((f) => f.id)).toEqual(['2#1']);
+    // 9 s of pings every 50 ms: 180 per peer; the cut lasts 1.5 s, 30 pings.
+    const cut = (id: string, a: number, b: number) => {
+      const ra = record(byRank(a), id);
+      const rb = record(byRank(b), id);
       expect(ra).toMatchObject({ healedBy: 'window' });
       // Both nodes' rules hold from the later apply (done when `nft` returns) to the earlier heal (which
       // may take effect any time after it was due): no ping sent then is answered.
       const cutFrom = Math.max(ra.appliedAt!, rb.appliedAt!);
       const cutTo = Math.min(ra.healDueAt!, rb.healDueAt!);
       const sent = answeredPings(result, a, b);
-      expect(sent.filter((t) => t > cutFrom + SKEW && t < cutTo - SKEW), `${a} → ${b}: cut ${cutFrom}–${cutTo}`).toEqual([]);
-      expect(sent.some((t) => t < cutFrom), `${a} → ${b} before`).toBe(true);
-      expect(sent.some((t) => t > cutTo), `${a} → ${b} after`).toBe(true);
+      expect(sent.filter((t) => t > cutFrom + SKEW && t < cutTo - SKEW), `${id}: ${a} → ${b}: cut ${cutFrom}–${cutTo}`).toEqual([]);
+      expect(sent.some((t) => t < cutFrom), `${id}: ${a} → ${b} before`).toBe(true);
+      expect(sent.some((t) => t > cutTo), `${id}: ${a} → ${b} after`).toBe(true);
+    };
+    // Pairs that keep their link never notice: their pings sent during the cut are answered, with no
+    // gap longer than a busy machine's hiccup (pings go every 50 ms).
+    const unnoticed = (id: string, a: number, b: number, window: FaultRecord) =>
+      expect(longestGap(answeredPings(result, a, b), window.appliedAt!, window.healedAt!), `${id}: ${a} → ${b}`).toBeLessThan(500);
+
+    for (const [a, b] of [[0, 3], [0, 4], [1, 3], [1, 4], [3, 0], [4, 1]] as const) {
+      cut('0#1', a, b);
+      // Both cuts of the pair together (the ring cuts 0 and 3, and 1 and 4, again).
       expect(lost(result, a, b), `${a} → ${b} lost`).toBeGreaterThanOrEqual(20);
     }
-    // Pairs on one side, and the bridge with everyone, never notice: their pings sent during the cut
-    // are answered, with no gap longer than a busy machine's hiccup (pings go every 50 ms).
-    for (const [a, b] of [[0, 1], [1, 0], [3, 4], [4, 3], [2, 0], [2, 4], [0, 2], [4, 2]] as const) {
-      const window = record(byRank(a === 2 ? b : a), '0#1');
-      expect(longestGap(answeredPings(result, a, b), window.appliedAt!, window.healedAt!), `${a} → ${b}`).toBeLessThan(500);
+    // Pairs on one side, and the bridge with everyone.
+    for (const [a, b] of [[0, 1], [1, 0], [3, 4], [4, 3], [2, 0], [2, 4], [0, 2], [4, 2]] as const) unnoticed('0#1', a, b, record(byRank(a === 2 ? b : a), '0#1'));
+
+    // The ring 0-1-2-3-4-0 of 5: each node reaches its two neighbours (with itself, a majority) and
+    // none of the two across from it.
+    for (let a = 0; a < 5; a++) {
+      for (const step of [1, 4]) unnoticed('2#1', a, (a + step) % 5, record(byRank(a), '2#1'));
+      for (const step of [2, 3]) cut('2#1', a, (a + step) % 5);
     }
 
     // Rank 0 sends 100 ms later in its window: every round trip of it then takes ≥ 100 ms, and after it less again.
