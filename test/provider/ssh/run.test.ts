@@ -5,6 +5,7 @@ import { layout, nodeFiles } from '../../../src/core/layout.ts';
 import type { InstanceRecord, NodeResult } from '../../../src/core/manifest.ts';
 import { downRun } from '../../../src/controller/down.ts';
 import { localPathOf } from '../../../src/results/download.ts';
+import type { RunReport } from '../../../src/results/report.ts';
 import { runExperiment, type RunEvent } from '../../../src/controller/run.ts';
 import { SshLaunchError } from '../../../src/provider/ssh/provider.ts';
 import { loadSpec } from '../../../src/spec/load.ts';
@@ -59,7 +60,7 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     }
   };
 
-  it('runs N=4 × 2 repeats over SSH from the command line, downloads logs and results, and leaves nothing on the hosts', async () => {
+  it('runs N=4 × 2 repeats over SSH from the command line, downloads logs and results (the same figures and report as anywhere), and leaves nothing on the hosts', async () => {
     // Node.js is not where the hosts' `lockstep_node` says until `provider.setup` puts it there.
     const installed = join(tempDir('ssh-node'), 'bin');
     const inventory = lab
@@ -92,6 +93,12 @@ describe.skipIf(missing)('SSH provider against real sshd in network namespaces',
     expect(readdirSync(join(home, 'ssh', 'runs'))).toEqual([]);
     // The agents' own logs came home before their folders went.
     for (const host of lab.hosts) expect(readFileSync(join(home, 'ssh', 'logs', runId!, `${host.name}.log`), 'utf8')).toMatch(/agent done/);
+    // The same figures and report as from any other provider.
+    const report = await runLockstep(['results', runId!, '--json', '--html', 'report.html'], { cwd: dir, env: { LOCKSTEP_HOME: home } });
+    expect(report.status, report.stderr).toBe(0);
+    const figures = (JSON.parse(report.stdout) as RunReport).figures;
+    expect({ recorded: figures.recorded, repeats: figures.repeats.length, failures: figures.failuresByRank }).toEqual({ recorded: true, repeats: 2, failures: [] });
+    expect(readFileSync(join(dir, 'report.html'), 'utf8')).toContain(runId!);
   });
 
   it('refuses an unreachable host, one that refuses the key, one without Node.js and one whose `provider.setup` fails, naming each with its fix, and starts nothing anywhere', async () => {
