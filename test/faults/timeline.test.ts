@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { blockedPeers, eventsOf, type FaultTimeline, type PartitionLayout } from '../../src/core/faults.ts';
 import { expandFaults } from '../../src/controller/fault-timeline.ts';
-import { parseSpec } from '../../src/spec/load.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
 
 /** The spec's faults as loaded (validated, durations in ms), then expanded. */
 function timeline(instances: number, faults: string[], options: { repeats?: number; groups?: string[]; drawSeed?: () => number } = {}): FaultTimeline {
@@ -114,5 +114,16 @@ describe('expanding the fault schedule', () => {
     expect(again.events[0]!.targets).toEqual(t.events[0]!.targets);
     // Without a seed, a shape cuts by rank order.
     expect(t.events[1]!.partition).toMatchObject({ sides: [[0, 1, 2], [3, 4, 5]] });
+  });
+
+  it('gives the example (examples/faults) the timeline the README shows', () => {
+    const { events } = expandFaults(loadSpec('examples/faults/lockstep.yaml').spec)!;
+    expect(events.map((e) => [e.id, e.action, e.atMs, e.durationMs, e.targets])).toEqual([
+      ['0#1', 'partition', 2000, 3000, [0, 1, 3, 4]],
+      ['1#1', 'network', 6000, 2000, [0]],
+      ['2#1', 'pause', 7000, 1000, [4]],
+      ['3#1', 'restart', 9000, 1000, [3]],
+    ]);
+    expect(events[0]!.partition).toEqual({ kind: 'sides', sides: [[0, 1], [3, 4]], shape: 'bridge' });
   });
 });
