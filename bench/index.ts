@@ -10,8 +10,9 @@
  *   6. results analysis throughput (bench/analysis.ts)
  *   7. the seed's analysis at its full scale, lockstep vs the seed's grep -A1 (bench/seed-analysis.ts)
  *   8. following a run: the controller's store requests per minute at N=1,000 (bench/follow.ts)
+ *   9. barrier latency at scale: N = 1,000 and 10,000, simulated with S3's request times and rates
  *
- * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed,follow (default all),
+ * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed,follow,scale (default all),
  * LOCKSTEP_BENCH_SKEW_N=2,8,32,64, LOCKSTEP_BENCH_REPEATS=5, LOCKSTEP_BENCH_REQUEST_N=100,1000,5000,
  * LOCKSTEP_BENCH_SPREAD_MS=30000 (a shorter spread for quick runs), LOCKSTEP_BENCH_START_DELAY_MS,
  * LOCKSTEP_BENCH_LIVE_RUNS=3 (live runs per N up to 1,000; the median latency counts).
@@ -29,7 +30,7 @@ import { benchRequests, type BarrierFigures, type RequestsRow } from './requests
 import { benchSkew, type SkewRow } from './skew.ts';
 
 const env = process.env;
-const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed,follow').split(',').map((s) => s.trim()));
+const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed,follow,scale').split(',').map((s) => s.trim()));
 const numbers = (value: string | undefined, fallback: number[]) => (value ? value.split(',').map(Number) : fallback);
 const skewNs = numbers(env.LOCKSTEP_BENCH_SKEW_N, [2, 8, 32, 64]);
 const repeats = Number(env.LOCKSTEP_BENCH_REPEATS ?? 5);
@@ -60,6 +61,7 @@ const results: {
   analysis?: BenchAnalysisResult;
   seed?: BenchSeedResult;
   follow?: FollowResult;
+  scale?: SimulationResult[];
   goals?: Array<{ goal: string; value: string; met: boolean }>;
 } = { machine, startedAt: new Date().toISOString() };
 
@@ -89,6 +91,15 @@ try {
   if (only.has('follow')) {
     console.log('\n8. following a run (N=1,000, 2 repeats, the fleet simulated in a folder store)');
     results.follow = await benchFollow({ n: 1000, repeats: 2, log });
+  }
+  if (only.has('scale')) {
+    console.log('\n9. barrier latency at scale (simulated: S3 request times, 5,500 GET/s per prefix; arrivals over 30 s, start delay 1 s)');
+    results.scale = [];
+    for (const n of [1000, 10_000]) {
+      const result = await simulateBarrier({ n, spreadMs: 30_000, startDelayMs: 1000, seed: n });
+      log(`N=${n}: last arrival → all know ${sec(result.latencyMs)}, ${result.requestsPerNode.toFixed(2)} requests per node, ${result.late} late, agree ${result.agree}`);
+      results.scale.push(result);
+    }
   }
   if (only.has('analysis')) {
     console.log('\n6. results analysis');
@@ -132,6 +143,11 @@ function goals(): Array<{ goal: string; value: string; met: boolean }> {
   if (results.seed) {
     out.push({ goal: "seed's analysis: lockstep ≥ 20 × the seed's method", value: `${results.seed.ratio.toFixed(1)} ×`, met: results.seed.ratio >= 20 });
     out.push({ goal: "seed's analysis: the same figures from both", value: results.seed.agree ? 'yes' : 'no', met: results.seed.agree });
+  }
+  for (const row of results.scale ?? []) {
+    const goalMs = row.n >= 10_000 ? 1000 : 500;
+    out.push({ goal: `≤ ${goalMs / 1000} s last arrival → all know, N=${row.n.toLocaleString('en-US')} (sim., S3 rates)`, value: sec(row.latencyMs), met: row.latencyMs <= goalMs && row.late === 0 && row.agree });
+    out.push({ goal: `≤ 10 requests per node, N=${row.n.toLocaleString('en-US')} (sim., S3 rates)`, value: row.requestsPerNode.toFixed(2), met: row.requestsPerNode <= 10 });
   }
   if (results.follow) {
     out.push({ goal: '≤ 120 controller requests/min following N=1,000', value: results.follow.requestsPerMinute.toFixed(0), met: results.follow.requestsPerMinute <= 120 });
@@ -236,6 +252,13 @@ function printTables(): void {
       ],
     );
     console.log(`   plus one full read at the end for the summary: ${f.finalReadRequests.toLocaleString('en-US')} requests`);
+  }
+  if (results.scale) {
+    console.log('\n9. Barrier at scale (simulated: S3 request times and per-prefix rates, arrivals over 30 s, start delay 1 s)');
+    table(
+      ['N', 'last arrival → all know', 'requests/node', 'LIST %', 'T after last + delay', 'late nodes', 'same members and T'],
+      results.scale.map((r) => [r.n, sec(r.latencyMs), r.requestsPerNode.toFixed(2), (100 * r.listShare).toFixed(1), sec(Math.max(0, r.extraDelayMs)), r.late, r.agree ? 'yes' : 'NO']),
+    );
   }
   if (results.goals && results.goals.length > 0) {
     console.log('\nGoals');

@@ -50,12 +50,18 @@ export interface BarrierTuning {
   readonly fetchConcurrency: number;
   /** After the quorum deadline, how long to wait for ready records still in flight. */
   readonly quorumGraceMs: number;
+  /**
+   * Copies of the progress record, each under a prefix of its own, that the waiting nodes share out
+   * (`progressCopiesFor`): where the store's read rate holds per prefix (S3), k copies serve k times
+   * the GETs, so that many nodes can each still look every `pollEveryMs`.
+   */
+  readonly progressCopies: number;
 }
 
 export function defaultTuning(startDelayMs: number): BarrierTuning {
   // Every node must learn T before T: near completion the watcher LISTs, and the others look,
   // several times within the start delay.
-  const minCycleMs = Math.max(20, Math.min(250, startDelayMs / 6));
+  const minCycleMs = Math.max(20, Math.min(100, startDelayMs / 6));
   return {
     minCycleMs,
     listDuty: 0.5,
@@ -68,11 +74,30 @@ export function defaultTuning(startDelayMs: number): BarrierTuning {
     confidence: 2,
     lullFraction: 0.5,
     putWindowMs: 300,
-    pollEveryMs: startDelayMs / 3,
+    pollEveryMs: Math.min(250, startDelayMs / 3),
     maxPollsPerSecond: 4000,
     fetchConcurrency: 48,
     quorumGraceMs: 2000,
+    progressCopies: 1,
   };
+}
+
+/** The most copies of the progress record: each is one more PUT per write of the watcher. */
+const MAX_PROGRESS_COPIES = 32;
+
+/**
+ * How many copies of the progress record let every waiting node look every `pollEveryMs` within
+ * `maxPollsPerSecond` per copy: 1 where the store's rate is one server's in all.
+ */
+export function progressCopiesFor(expected: number, tuning: Pick<BarrierTuning, 'pollEveryMs' | 'maxPollsPerSecond'>, readRatePerPrefix: boolean): number {
+  if (!readRatePerPrefix) return 1;
+  const wanted = Math.ceil((Math.max(0, expected - 1) * 1000) / tuning.pollEveryMs / tuning.maxPollsPerSecond);
+  return Math.min(MAX_PROGRESS_COPIES, Math.max(1, wanted));
+}
+
+/** How often each waiting node may look near the end: every `pollEveryMs`, unless the store's rate says less often. */
+export function pollPeriodMs(expected: number, tuning: Pick<BarrierTuning, 'pollEveryMs' | 'maxPollsPerSecond' | 'progressCopies'>): number {
+  return Math.max(tuning.pollEveryMs, ((Math.max(0, expected - 1) / (tuning.maxPollsPerSecond * tuning.progressCopies)) * 1000));
 }
 
 
@@ -114,15 +139,15 @@ export function staleAfter(progress: BarrierProgress, tuning: BarrierTuning): nu
 export function nextPollAt(progress: BarrierProgress, context: PollContext): number {
   const now = context.now;
   const { cycleMs, nextListAt, writeLagMs, quietUntil } = progress;
-  if (quietUntil - now > 2 * cycleMs) return Math.min(quietUntil, now + context.tuning.maxSleepMs);
+  const periodMs = pollPeriodMs(context.expected, context.tuning);
+  // Far from completion, or a record of the watcher's long cycles (it LISTs more often near the
+  // horizon): look after the horizon, the nodes spread over one poll period.
+  if (quietUntil - now > 2 * cycleMs || (quietUntil > now && cycleMs > periodMs)) {
+    return Math.min(quietUntil + context.slot * periodMs, now + context.tuning.maxSleepMs);
+  }
   // The first progress record worth reading is the first one written after the quiet horizon.
   const lag = writeLagMs * 1.2 + 5;
-  const waiting = Math.max(1, context.expected - 1);
-  const stride = Math.max(
-    1,
-    Math.floor(context.tuning.pollEveryMs / cycleMs + 1e-9),
-    Math.ceil(waiting / context.tuning.maxPollsPerSecond / (cycleMs / 1000)),
-  );
+  const stride = Math.max(1, Math.floor(periodMs / cycleMs + 1e-9));
   // Spread over the stride (which cycle) and a little within the cycle (not all at the same ms).
   // The polls come just after the watcher's write, so they keep out of the way of its next LIST.
   const offset = Math.floor(context.slot * stride);
@@ -137,7 +162,7 @@ export function nextPollAt(progress: BarrierProgress, context: PollContext): num
 export interface PollContext {
   /** Epoch ms now. */
   readonly now: number;
-  readonly tuning: Pick<BarrierTuning, 'maxSleepMs' | 'pollEveryMs' | 'maxPollsPerSecond'>;
+  readonly tuning: Pick<BarrierTuning, 'maxSleepMs' | 'pollEveryMs' | 'maxPollsPerSecond' | 'progressCopies'>;
   /** This node's place in [0, 1) (`spreadOf` its id). */
   readonly slot: number;
   readonly expected: number;
@@ -248,11 +273,10 @@ export function startRecord(
 export function effectiveStartDelayMs(
   startDelayMs: number,
   expected: number,
-  tuning: Pick<BarrierTuning, 'pollEveryMs' | 'maxPollsPerSecond' | 'listPageMs' | 'listDuty'>,
+  tuning: Pick<BarrierTuning, 'pollEveryMs' | 'maxPollsPerSecond' | 'progressCopies' | 'listPageMs' | 'listDuty'>,
 ): number {
-  const lookEveryMs = (Math.max(0, expected - 1) / tuning.maxPollsPerSecond) * 1000;
   const extraPages = Math.max(0, Math.ceil(expected / 1000) - 1);
-  return startDelayMs + Math.max(0, lookEveryMs - tuning.pollEveryMs) + (extraPages * tuning.listPageMs) / tuning.listDuty;
+  return startDelayMs + (pollPeriodMs(expected, tuning) - tuning.pollEveryMs) + (extraPages * tuning.listPageMs) / tuning.listDuty;
 }
 
 /**
@@ -269,7 +293,16 @@ export function startTime(
   requestedDelayMs: number,
   tuning: Pick<
     BarrierTuning,
-    'spanFraction' | 'burstFactor' | 'confidence' | 'maxSleepMs' | 'lullFraction' | 'pollEveryMs' | 'maxPollsPerSecond' | 'listPageMs' | 'listDuty'
+    | 'spanFraction'
+    | 'burstFactor'
+    | 'confidence'
+    | 'maxSleepMs'
+    | 'lullFraction'
+    | 'pollEveryMs'
+    | 'maxPollsPerSecond'
+    | 'progressCopies'
+    | 'listPageMs'
+    | 'listDuty'
   >,
 ): number {
   const startDelayMs = effectiveStartDelayMs(requestedDelayMs, expected, tuning);

@@ -7,6 +7,7 @@ import { eachLimited } from '../util/pool.ts';
 import {
   defaultTuning,
   nextPollAt,
+  progressCopiesFor,
   sharingThisMachine,
   spreadOf,
   staleAfter,
@@ -85,7 +86,10 @@ interface Context {
   readonly me: string;
   readonly expected: number;
   readonly startKey: string;
-  readonly progressKey: string;
+  /** The progress record first, then its copies: the watcher writes them all. */
+  readonly progressKeys: readonly string[];
+  /** The copy this node reads while it waits. */
+  readonly readKey: string;
   readonly readyPrefix: string;
   readonly giveUpAt: number;
   /** Jitter source: fixed per node, so its choices spread the same way every cycle. */
@@ -105,7 +109,8 @@ interface Context {
 export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutcome> {
   const { store, runId, repeat, expected } = request;
   // Every node uses the same store, so every node computes T with the same rate.
-  const tuning = { ...defaultTuning(request.startDelayMs), maxPollsPerSecond: store.readsPerSecond, ...request.tuning };
+  const paced = { ...defaultTuning(request.startDelayMs), maxPollsPerSecond: store.readsPerSecond, ...request.tuning };
+  const tuning = { ...paced, progressCopies: request.tuning?.progressCopies ?? progressCopiesFor(expected, paced, store.readRatePerPrefix ?? false) };
   const clock = request.clock ?? realClock;
 
   let offset = request.self.clockOffsetMs;
@@ -114,6 +119,9 @@ export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutc
   await putJson(store, layout.ready(runId, repeat, ready.instanceId), ready);
   const putMs = clock.now() - ready.readyAt;
 
+  const slot = spreadOf(ready.instanceId);
+  const progressKeys = [layout.barrier(runId, repeat)];
+  for (let copy = 1; copy < tuning.progressCopies; copy++) progressKeys.push(layout.barrierCopy(runId, repeat, copy));
   const context: Context = {
     request,
     store,
@@ -122,10 +130,11 @@ export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutc
     me: ready.instanceId,
     expected,
     startKey: layout.start(runId, repeat),
-    progressKey: layout.barrier(runId, repeat),
+    progressKeys,
+    readKey: progressKeys[Math.floor(slot * progressKeys.length)]!,
     readyPrefix: layout.readyPrefix(runId, repeat),
     giveUpAt: ready.readyAt + request.timeoutMs,
-    slot: spreadOf(ready.instanceId),
+    slot,
   };
   let watched = false;
   const finish = (start: StartRecord): BarrierOutcome => {
@@ -142,7 +151,9 @@ export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutc
   for (;;) {
     request.signal?.throwIfAborted();
     if (clock.now() >= context.giveUpAt) return finish(await giveUp(context));
-    let progress = await readProgress(context);
+    let progress = await readProgress(context, context.readKey);
+    // Copies are written from the watcher's first LIST on: before that, only the claim exists.
+    if (progress === undefined && context.readKey !== context.progressKeys[0]) progress = await readProgress(context);
     if (progress === 'unreadable') {
       await clock.sleep(tuning.minCycleMs, request.signal);
       continue;
@@ -179,7 +190,7 @@ async function claim(context: Context, putMs: number): Promise<BarrierProgress> 
     nextListAt: now + tuning.minCycleMs,
     quietUntil: now,
   };
-  await putProgress(store, context.progressKey, mine);
+  await store.put(context.progressKeys[0]!, JSON.stringify(mine));
   await clock.sleep(Math.min(tuning.minCycleMs, 2 * putMs + 5), context.request.signal);
   const stood = await readProgress(context);
   return stood === 'unreadable' || stood === undefined ? mine : stood;
@@ -189,18 +200,47 @@ async function claim(context: Context, putMs: number): Promise<BarrierProgress> 
  * The progress record; 'unreadable' when the store served it garbled (some S3-compatible servers,
  * s3rver among them, serve an object that is being rewritten half old, half new): look again later.
  */
-async function readProgress(context: Context): Promise<BarrierProgress | undefined | 'unreadable'> {
+async function readProgress(context: Context, key = context.progressKeys[0]!): Promise<BarrierProgress | undefined | 'unreadable'> {
   try {
-    return await getJson<BarrierProgress>(context.store, context.progressKey);
+    return await getJson<BarrierProgress>(context.store, key);
   } catch (error) {
     if (error instanceof StoreError && error.cause instanceof SyntaxError) return 'unreadable';
     throw error;
   }
 }
 
-/** Every waiting node reads the progress record, the last one with all members in it: no indentation. */
-async function putProgress(store: Store, key: string, progress: BarrierProgress): Promise<void> {
-  await store.put(key, JSON.stringify(progress));
+/** The progress record and its copies. Every waiting node reads one, the last with all members in it: no indentation. */
+async function putProgress(context: Context, progress: BarrierProgress): Promise<void> {
+  const body = JSON.stringify(progress);
+  await Promise.all(context.progressKeys.map((key) => context.store.put(key, body)));
+}
+
+/** A LIST page holds this many keys. */
+const LIST_PAGE = 1000;
+/** Known keys per range of `listReady`: a range's page has room for this many new ones besides. */
+const RANGE_KEYS = 900;
+
+/**
+ * The keys under `prefix`, in order. LISTed in ranges split at keys an earlier LIST found (`known`,
+ * sorted), all at once, one page each where a range has not grown past a page: a LIST of 10,000
+ * keys takes one page's time instead of ten pages one after another, for as many requests.
+ */
+async function listReady(store: Store, prefix: string, known: readonly string[]): Promise<string[]> {
+  const bounds: Array<string | undefined> = [undefined];
+  for (let i = RANGE_KEYS; i < known.length; i += RANGE_KEYS) bounds.push(known[i - 1]);
+  const ranges = await Promise.all(
+    bounds.map(async (after, index) => {
+      const until = bounds[index + 1];
+      const keys: string[] = [];
+      for (let from = after; ; ) {
+        const page = (await store.list(prefix, { startAfter: from, maxKeys: LIST_PAGE })).map((o) => o.key);
+        keys.push(...page.filter((key) => (from === undefined || key > from) && (until === undefined || key <= until)));
+        if (page.length < LIST_PAGE || (until !== undefined && page[page.length - 1]! >= until)) return keys;
+        from = page[page.length - 1];
+      }
+    }),
+  );
+  return ranges.flat();
 }
 
 /**
@@ -218,7 +258,7 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
     request.signal?.throwIfAborted();
     if (clock.now() >= context.giveUpAt) return await giveUp(context);
     const listedAt = clock.now();
-    const keys = (await store.list(context.readyPrefix)).map((o) => o.key).sort();
+    const keys = await listReady(store, context.readyPrefix, [...records.keys()].sort());
     const listMs = clock.now() - listedAt;
     const unseen = keys.filter((k) => !records.has(k));
     for (const [key, record] of await fetchReady(store, unseen, tuning.fetchConcurrency)) records.set(key, record);
@@ -226,7 +266,10 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
     if (keys.length >= expected) {
       const members = keys.slice(0, expected).map((k) => records.get(k));
       if (members.every((m): m is ReadyRecord => m !== undefined)) {
-        return await settle(context, startRecord(members, request.startDelayMs, me, false, { expected, tuning }));
+        // A quorum close can happen only after the earliest member's deadline (+ the grace).
+        const quorumDeadline = Math.min(...members.map((m) => m.readyAt)) + request.timeoutMs;
+        const noQuorumYet = (request.minMembers ?? expected) >= expected || clock.now() < quorumDeadline;
+        return await settle(context, startRecord(members, request.startDelayMs, me, false, { expected, tuning }), noQuorumYet);
       }
     }
 
@@ -267,7 +310,7 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
         quietUntil,
       };
       const putStart = clock.now();
-      await putProgress(store, context.progressKey, progress);
+      await putProgress(context, progress);
       lastPutMs = clock.now() - putStart;
       lastWrite = { at: progress.updatedAt, count: keys.length };
       writes++;
@@ -312,7 +355,7 @@ async function closeOnQuorum(context: Context, keys: readonly string[]): Promise
   // write: everyone adopts what is stored last.
   await clock.sleep(Math.max(tuning.minCycleMs, 250), request.signal);
   const final = (await getJson<StartRecord>(store, context.startKey)) ?? settled;
-  if (final.startAt !== settled.startAt) await putProgress(store, context.progressKey, closed(context, final));
+  if (final.startAt !== settled.startAt) await putProgress(context, closed(context, final));
   return final;
 }
 
@@ -321,15 +364,24 @@ async function closeOnQuorum(context: Context, keys: readonly string[]): Promise
  * written, is final, and a node that arrives later adopts it (and finds itself left out). The write
  * is conditional where the store honours that (S3, the folder store); where it does not (s3rver),
  * reading first leaves only a narrow race. Then the progress record carries it to the waiting nodes.
+ *
+ * `settled: true` says no other start record can exist but this same one: the complete set before
+ * any quorum deadline, which every writer computes alike. Then nothing is read first, and the start
+ * and progress records go out together (the waiting nodes learn T one write sooner).
  */
-async function settle(context: Context, proposed: StartRecord): Promise<StartRecord> {
+async function settle(context: Context, proposed: StartRecord, settled = false): Promise<StartRecord> {
   const { store, startKey } = context;
+  const body = JSON.stringify(proposed, null, 2) + '\n';
+  if (settled) {
+    await Promise.all([store.putIfAbsent(startKey, body), putProgress(context, closed(context, proposed))]);
+    return proposed;
+  }
   let final = await getJson<StartRecord>(store, startKey);
   if (!final) {
-    const written = await store.putIfAbsent(startKey, JSON.stringify(proposed, null, 2) + '\n');
+    const written = await store.putIfAbsent(startKey, body);
     final = written ? proposed : ((await getJson<StartRecord>(store, startKey)) ?? proposed);
   }
-  await putProgress(store, context.progressKey, closed(context, final));
+  await putProgress(context, closed(context, final));
   return final;
 }
 

@@ -85,6 +85,7 @@ export function keepingRecord(store: Store, key: string): Store {
   return {
     locator: store.locator,
     readsPerSecond: store.readsPerSecond,
+    readRatePerPrefix: store.readRatePerPrefix,
     put: async (k, body) => {
       if (k === key && (await store.get(k)) !== undefined) return;
       await store.put(k, body);

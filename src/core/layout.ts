@@ -37,6 +37,8 @@ export const layout = {
   start: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/start.json`,
   /** The barrier's progress record (`BarrierProgress`): what its watcher saw, and the start record once closed. */
   barrier: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/barrier.json`,
+  /** Copy `copy` (1, 2, …) of the barrier's progress record, each under a prefix of its own. */
+  barrierCopy: (runId: string, repeat: number, copy: number) => `runs/${runId}/repeats/${repeat}/barrier-${copy}/progress.json`,
   nodesPrefix: (runId: string, repeat: number) => `runs/${runId}/repeats/${repeat}/nodes/`,
   node: (runId: string, repeat: number, rank: number) => `runs/${runId}/repeats/${repeat}/nodes/${rank}/`,
   /**

@@ -18,6 +18,7 @@ export function countingStore(store: Store, counts: RequestCounts = noRequests()
     counts,
     locator: store.locator,
     readsPerSecond: store.readsPerSecond,
+    readRatePerPrefix: store.readRatePerPrefix,
     put: (key, body) => {
       counts.put++;
       return store.put(key, body);

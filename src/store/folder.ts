@@ -94,7 +94,7 @@ export function createFolderStore(options: FolderStoreOptions): Store {
           if (!isMissing(error)) throw error;
         }
       });
-      return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+      return objects.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0)).slice(0, listOptions?.maxKeys);
     },
     async delete(key) {
       await rm(pathOf(key), { force: true });

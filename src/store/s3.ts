@@ -87,6 +87,7 @@ export function createS3Store(options: S3StoreOptions): Store {
   return {
     locator,
     readsPerSecond: readsPerSecond ?? readsPerSecondOf({ endpoint }),
+    readRatePerPrefix: endpoint === undefined,
     async put(key, body) {
       const bytes = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
       await putObject(s3, keyOf(key), bytes);
@@ -134,10 +135,11 @@ export function createS3Store(options: S3StoreOptions): Store {
         throw new StoreError(`Expected \`pageSize\` to be an integer from 1 to ${MAX_PAGE_SIZE}, got \`${pageSize}\``, locator);
       }
       const startAfter = listOptions?.startAfter;
+      const maxKeys = listOptions?.maxKeys ?? Infinity;
       const objects: ObjectInfo[] = [];
       const tokens = new Set<string>();
       const pages = paginateListObjectsV2(
-        { client: s3.client, pageSize },
+        { client: s3.client, pageSize: Math.min(pageSize, maxKeys) },
         { Bucket: bucket, Prefix: prefix + listPrefix, ...(startAfter ? { StartAfter: prefix + startAfter } : {}) },
       );
       try {
@@ -153,6 +155,7 @@ export function createS3Store(options: S3StoreOptions): Store {
               ...(object.LastModified !== undefined && { lastModified: object.LastModified }),
             });
           }
+          if (objects.length >= maxKeys) return objects.slice(0, maxKeys);
           if (!page.IsTruncated) continue;
           const token = page.NextContinuationToken;
           if (!token || tokens.has(token)) {

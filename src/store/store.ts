@@ -17,6 +17,8 @@ export interface ListOptions {
   readonly pageSize?: number;
   /** Only keys strictly after this one, in lexicographic order. */
   readonly startAfter?: string;
+  /** At most this many keys, the first in key order (S3: one page for up to 1,000). */
+  readonly maxKeys?: number;
 }
 
 export interface Store {
@@ -27,6 +29,11 @@ export interface Store {
    * slowing it down: the barrier paces the polls of all waiting nodes by it.
    */
   readonly readsPerSecond: number;
+  /**
+   * True where `readsPerSecond` holds for each prefix apart (AWS S3): then copies of a much-read
+   * object under distinct prefixes multiply the rate. False for one server's rate in all.
+   */
+  readonly readRatePerPrefix?: boolean;
   put(key: string, body: Uint8Array | string): Promise<void>;
   /**
    * Writes the object only where the key is free: true when written, false when an object was there.

@@ -5,6 +5,8 @@ import {
   effectiveStartDelayMs,
   lullHorizon,
   nextPollAt,
+  pollPeriodMs,
+  progressCopiesFor,
   sharingThisMachine,
   spreadOf,
   staleAfter,
@@ -78,6 +80,18 @@ describe('barrier schedule: the start delay for many nodes', () => {
     });
   }
 
+  it('copies the progress record under as many prefixes as keep every node looking every pollEveryMs, where the rate is per prefix', () => {
+    const t = { ...defaultTuning(1000), maxPollsPerSecond: 4000 };
+    expect(progressCopiesFor(1000, t, true)).toBe(1);
+    const copies = progressCopiesFor(10_000, t, true);
+    expect(copies).toBe(10);
+    expect(pollPeriodMs(10_000, { ...t, progressCopies: copies })).toBe(t.pollEveryMs);
+    expect(effectiveStartDelayMs(1000, 10_000, { ...t, progressCopies: copies })).toBe(1000 + (9 * t.listPageMs) / t.listDuty);
+    // One server's rate in all: copies would not help, and the nodes look less often instead.
+    expect(progressCopiesFor(10_000, t, false)).toBe(1);
+    expect(pollPeriodMs(10_000, t)).toBeCloseTo(2499.75, 6);
+  });
+
   it('adds exactly what slower looks need', () => {
     expect(effectiveStartDelayMs(300, 3, { ...defaultTuning(300), maxPollsPerSecond: 10 })).toBeCloseTo(400, 6);
   });
@@ -129,8 +143,9 @@ describe('barrier schedule: the watcher and the waiting nodes', () => {
     ...over,
   });
 
-  it('a waiting node sleeps to the quiet horizon when it is far', () => {
-    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0.5, expected: 10 })).toBe(5000);
+  it('a waiting node sleeps to the quiet horizon when it is far, the nodes spread over one poll period after it', () => {
+    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0, expected: 10 })).toBe(5000);
+    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0.5, expected: 10 })).toBe(5000 + 0.5 * tuning.pollEveryMs);
     expect(nextPollAt(progress({ quietUntil: 60_000 }), { now: 0, tuning, slot: 0.5, expected: 10 })).toBe(tuning.maxSleepMs);
   });
 

@@ -5,6 +5,7 @@
  * stragglers) can be checked too. The tests check behaviour with it (agreement, nobody late); the
  * benchmark reads its figures (requests, latency).
  */
+import { createHash } from 'node:crypto';
 import { awaitBarrier, type BarrierClock, type BarrierOutcome, type BarrierTuning } from '../../src/agent/barrier.ts';
 import { countingStore, noRequests, type RequestCounts } from '../../src/store/counting.ts';
 import type { ListOptions, ObjectInfo, Store } from '../../src/store/store.ts';
@@ -88,10 +89,29 @@ export interface LatencyModel {
   /** A LIST page: base plus per key. */
   readonly listPageMs: number;
   readonly listPerKeyMs: number;
+  /** Reads (GET, LIST page) per second one prefix serves; more wait their turn. */
+  readonly readsPerSecondPerPrefix?: number;
+  /** Writes (PUT) per second one prefix serves. */
+  readonly writesPerSecondPerPrefix?: number;
 }
 
-/** Rough S3 figures from within a region (medians; each request varies ±50%). */
-export const S3_LATENCY: LatencyModel = { putMs: 30, getMs: 15, listPageMs: 30, listPerKeyMs: 0.05 };
+/**
+ * Rough S3 figures from within a region (medians; each request varies ±50%), and its request rates:
+ * 5,500 reads and 3,500 writes per second per prefix (here: per folder of the key).
+ */
+export const S3_LATENCY: LatencyModel = { putMs: 30, getMs: 15, listPageMs: 30, listPerKeyMs: 0.05, readsPerSecondPerPrefix: 5500, writesPerSecondPerPrefix: 3500 };
+
+/** A prefix's rate as a queue: each request takes the next free slot, 1/rate apart. */
+function rateLimiter(clock: VirtualClock, perSecond: number | undefined): (key: string) => Promise<void> {
+  const nextFree = new Map<string, number>();
+  return async (key) => {
+    if (!perSecond) return;
+    const prefix = key.slice(0, key.lastIndexOf('/') + 1);
+    const at = Math.max(clock.now(), nextFree.get(prefix) ?? 0);
+    nextFree.set(prefix, at + 1000 / perSecond);
+    if (at > clock.now()) await clock.sleep(at - clock.now());
+  };
+}
 
 /** A store in memory whose requests take virtual time (count them with `countingStore`). */
 export function memoryStore(clock: VirtualClock, latency: LatencyModel, random: () => number = Math.random): Store {
@@ -99,15 +119,20 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, random: 
   // Thousands of nodes LIST the same unchanged prefix (the seed's barrier): list it once per change.
   const listings = new Map<string, ObjectInfo[]>();
   const wait = (ms: number) => clock.sleep(ms * (0.5 + random()));
+  const readTurn = rateLimiter(clock, latency.readsPerSecondPerPrefix);
+  const writeTurn = rateLimiter(clock, latency.writesPerSecondPerPrefix);
   return {
     locator: 'memory://',
     readsPerSecond: 4000,
+    readRatePerPrefix: latency.readsPerSecondPerPrefix !== undefined,
     async put(key, body) {
+      await writeTurn(key);
       await wait(latency.putMs);
       objects.set(key, { body: typeof body === 'string' ? Buffer.from(body) : body, at: clock.now() });
       listings.clear();
     },
     async putIfAbsent(key, body) {
+      await writeTurn(key);
       await wait(latency.putMs);
       if (objects.has(key)) return false;
       objects.set(key, { body: typeof body === 'string' ? Buffer.from(body) : body, at: clock.now() });
@@ -118,25 +143,30 @@ export function memoryStore(clock: VirtualClock, latency: LatencyModel, random: 
       throw new Error('not in the simulation');
     },
     async get(key) {
+      await readTurn(key);
       await wait(latency.getMs);
       return objects.get(key)?.body;
     },
     async getFile() {
       throw new Error('not in the simulation');
     },
-    async list(prefix: string, _options?: ListOptions): Promise<ObjectInfo[]> {
+    async list(prefix: string, options?: ListOptions): Promise<ObjectInfo[]> {
       let listing = listings.get(prefix);
       if (!listing) {
         const keys = [...objects.keys()].filter((k) => k.startsWith(prefix)).sort();
         listing = keys.map((key) => ({ key, size: objects.get(key)?.body.length ?? 0, lastModified: new Date(objects.get(key)?.at ?? 0) }));
         listings.set(prefix, listing);
       }
-      const pages = Math.max(1, Math.ceil(listing.length / 1000));
+      const after = options?.startAfter;
+      const from = after === undefined ? listing : listing.filter((o) => o.key > after);
+      const found = from.slice(0, options?.maxKeys);
+      const pages = Math.max(1, Math.ceil(found.length / 1000));
       for (let page = 0; page < pages; page++) {
-        await wait(latency.listPageMs + Math.min(1000, listing.length - page * 1000) * latency.listPerKeyMs);
+        await readTurn(prefix);
+        await wait(latency.listPageMs + Math.min(1000, found.length - page * 1000) * latency.listPerKeyMs);
       }
       // What the first page saw is what the LIST returns (S3 pages are read one after another).
-      return [...listing];
+      return found;
     },
     async delete(key) {
       objects.delete(key);
@@ -219,12 +249,14 @@ export async function simulateBarrier(options: SimulationOptions): Promise<Simul
   const spread = options.spreadMs;
   const arrivals = spread !== undefined ? Array.from({ length: options.n }, () => random() * spread) : patterns[pattern]!.arrivals(options.n, random);
   const perNode = arrivals.map(() => noRequests());
+  // What the figures need of each outcome: at N=10,000, 10,000 start records of 10,000 members each
+  // would not fit in memory.
   const outcomes = Promise.all(
-    arrivals.map(async (offset, i): Promise<BarrierOutcome> => {
+    arrivals.map(async (offset, i): Promise<NodeOutcome> => {
       await clock.sleep(offset);
       const own = countingStore(store, perNode[i]!);
-      if (options.barrier === 'seed') return await seedBarrier(own, clock, i, options.n);
-      return awaitBarrier({
+      if (options.barrier === 'seed') return summarise(await seedBarrier(own, clock, i, options.n));
+      return summarise(await awaitBarrier({
         store: own,
         runId: 'sim',
         repeat: 1,
@@ -235,11 +267,11 @@ export async function simulateBarrier(options: SimulationOptions): Promise<Simul
         tuning: options.tuning,
         clock,
         measureClockOffset: false,
-      });
+      }));
     }),
   );
   const done = await clock.run(outcomes);
-  const lastArrival = Math.max(...done.map((o) => o.ready.readyAt));
+  const lastArrival = Math.max(...done.map((o) => o.readyAt));
   const total = counts.put + counts.get + counts.list + counts.delete;
   const margin = options.marginMs ?? 100;
   if (process.env.SIM_DETAIL) {
@@ -260,13 +292,26 @@ export async function simulateBarrier(options: SimulationOptions): Promise<Simul
     listShare: counts.list / total,
     counts,
     latencyMs: Math.max(...done.map((o) => o.knownAt)) - lastArrival,
-    late: options.barrier === 'seed' ? 0 : done.filter((o) => o.knownAt > o.start.startAt - margin).length,
+    late: options.barrier === 'seed' ? 0 : done.filter((o) => o.knownAt > o.startAt - margin).length,
     watchers: done.filter((o) => o.watched).length,
-    extraDelayMs: options.barrier === 'seed' ? 0 : done[0]!.start.startAt - lastArrival - (options.startDelayMs ?? 1000),
-    agree: done.every(
-      (o) => o.start.startAt === done[0]!.start.startAt && o.start.members.map((m) => m.instanceId).join() === done[0]!.start.members.map((m) => m.instanceId).join(),
-    ),
+    extraDelayMs: options.barrier === 'seed' ? 0 : done[0]!.startAt - lastArrival - (options.startDelayMs ?? 1000),
+    agree: done.every((o) => o.startAt === done[0]!.startAt && o.members === done[0]!.members),
   };
+}
+
+interface NodeOutcome {
+  readonly readyAt: number;
+  readonly knownAt: number;
+  readonly startAt: number;
+  /** A digest of the member ids in rank order. */
+  readonly members: string;
+  readonly watched: boolean;
+}
+
+function summarise(outcome: BarrierOutcome): NodeOutcome {
+  const members = createHash('sha256');
+  for (const m of outcome.start.members) members.update(`${m.instanceId},`);
+  return { readyAt: outcome.ready.readyAt, knownAt: outcome.knownAt, startAt: outcome.start.startAt, members: members.digest('hex'), watched: outcome.watched };
 }
 
 /** The seed's barrier on the simulated store, shaped like lockstep's outcome (it starts when it sees N). */

@@ -210,6 +210,14 @@ export function storeContract(
       expect(keysOf(await store.list('p/', { startAfter: 'a' }))).toEqual(keys);
     });
 
+    it('lists at most `maxKeys` keys, the first in key order, across pages too', async () => {
+      const keys = Array.from({ length: 7 }, (_, index) => `m/${index}`);
+      await putAll(keys);
+      expect(keysOf(await store.list('m/', { maxKeys: 3 }))).toEqual(['m/0', 'm/1', 'm/2']);
+      expect(keysOf(await store.list('m/', { maxKeys: 5, pageSize: 2 }))).toEqual(['m/0', 'm/1', 'm/2', 'm/3', 'm/4']);
+      expect(keysOf(await store.list('m/', { startAfter: 'm/4', maxKeys: 3 }))).toEqual(['m/5', 'm/6']);
+    });
+
     it('deletes, and deleting a missing key is not an error', async () => {
       await putAll(['d/keep', 'd/gone']);
       await store.delete('d/gone');
