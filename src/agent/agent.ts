@@ -18,6 +18,7 @@ import { wanRelayFrom } from './netem.ts';
 import { recordFailure } from './records.ts';
 import { runRepeat } from './repeat.ts';
 import { decideRepeat, type RepeatAction } from './repeat-plan.ts';
+import { awaitRepeatEnding } from './left-out.ts';
 import { keepingRecord, readRepeatFacts, recordMissedRepeat, saveCheckpoint, startLife, type Checkpoint } from './restart.ts';
 import { uploadFile } from './upload.ts';
 
@@ -251,7 +252,7 @@ async function act(life: Life, manifest: RunManifest, appDir: string, repeat: nu
       log(`repeat ${repeat}: already recorded (${action.outcome}), skipping it`);
       return action.failed ? 'failed' : 'success';
     case 'left-out':
-      await recordLeftOut(life, manifest.runId, repeat);
+      await recordLeftOut(life, manifest, repeat);
       return 'failed';
     case 'missed':
       log(`repeat ${repeat}: it started at ${new Date(action.start.startAt).toISOString()}, before this agent did; recording it as an error`);
@@ -273,7 +274,7 @@ async function act(life: Life, manifest: RunManifest, appDir: string, repeat: nu
         repeat,
       );
       if (!result) {
-        await recordLeftOut(life, manifest.runId, repeat);
+        await recordLeftOut(life, manifest, repeat);
         return 'failed';
       }
       log(`repeat ${repeat}: rank ${result.rank}, ${result.outcome}${result.exitCode !== null ? ` (exit ${result.exitCode})` : ''}`);
@@ -282,9 +283,11 @@ async function act(life: Life, manifest: RunManifest, appDir: string, repeat: nu
   }
 }
 
-async function recordLeftOut({ options, log }: Life, runId: string, repeat: number): Promise<void> {
+async function recordLeftOut(life: Life, manifest: RunManifest, repeat: number): Promise<void> {
+  const { options, log } = life;
   log(`repeat ${repeat}: the barrier closed on a quorum without me`);
-  await recordFailure(options.store, runId, repeat, options.identity.instanceId, 'barrier', 'left out: the barrier closed on a quorum before this instance was ready');
+  await recordFailure(options.store, manifest.runId, repeat, options.identity.instanceId, 'barrier', 'left out: the barrier closed on a quorum before this instance was ready');
+  if (repeat < manifest.repeats) await awaitRepeatEnding({ store: options.store, manifest, repeat, signal: life.stop.signal });
 }
 
 /** `keep: true`: the instance stays up until its expiry or `lockstep down`. */

@@ -346,7 +346,11 @@ async function closeOnQuorum(context: Context, keys: readonly string[]): Promise
   if (existing) return existing;
   const all = (await store.list(context.readyPrefix)).map((o) => o.key);
   const records = [...(await fetchReady(store, [...new Set([...all, ...keys])], tuning.fetchConcurrency)).values()];
-  const deadline = Math.min(...records.map((r) => r.readyAt)) + request.timeoutMs;
+  // The quorum deadline, and never before the quorum itself was ready: a node that came far earlier
+  // than the rest (left out of the repeat before) must not close on fewer than minMembers.
+  const readyTimes = records.map((r) => r.readyAt).sort((a, b) => a - b);
+  const quorumAt = readyTimes[Math.min(readyTimes.length, request.minMembers ?? context.expected) - 1]!;
+  const deadline = Math.max(readyTimes[0]! + request.timeoutMs, quorumAt);
   const members = records.filter((r) => r.readyAt <= deadline);
   const start = startRecord(members, request.startDelayMs, context.me, true, { expected: context.expected, tuning });
   const proposed = { ...start, startAt: Math.max(start.startAt, clock.now() + request.startDelayMs) };

@@ -73,6 +73,17 @@ describe('barrier', () => {
     expect(outcomes.map((o) => o.rank).sort()).toEqual([0, 1, 2]);
   });
 
+  it('never closes on fewer than minMembers, even when one node came long before the rest', async () => {
+    // Node 0 has waited 10 s (left out of the repeat before, say): by its own deadline only it was
+    // ready, so the quorum's deadline is when the second member came, not node 0's.
+    const store = createFolderStore({ root: tempDir('barrier') });
+    await putJson(store, layout.ready(runId, 1, node(0).instanceId), { ...node(0), readyAt: Date.now() - 10_000 });
+    const late = await awaitBarrier({ store, runId, repeat: 1, self: node(1), expected: 3, minMembers: 2, timeoutMs: 300, startDelayMs: 100, tuning: { quorumGraceMs: 100 } });
+    expect(late.start.quorum).toBe(true);
+    expect(late.start.members.map((m) => m.instanceId)).toEqual([node(0).instanceId, node(1).instanceId]);
+    expect(late.rank).toBe(1);
+  });
+
   it('polls mostly with GETs: LIST requests are the minority', async () => {
     const store = countingStore(createFolderStore({ root: tempDir('barrier') }));
     const n = 20;
