@@ -3,7 +3,7 @@
 # tc for the network-emulation tests), nftables (partitions in the fault tests; nsenter of util-linux
 # enters the tests' namespaces), Chromium (the HTML report is checked in a headless browser), and
 # OpenSSH's server and client with sudo (the SSH provider is tested against real sshd, as root and as
-# a user that goes through sudo).
+# a user that goes through sudo), and `script` (bsdutils: the CLI's output on a terminal).
 # The emulated cloud of the AWS tests boots each instance with this machine's curl, wget and openssl,
 # in namespaces of its own (unshare, from util-linux; as root).
 # moto_server (S3 with conditional writes, and the AWS control plane) comes from Python's registry.
@@ -26,6 +26,7 @@ command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v wget >/dev/null 2>&1 || missing+=(wget)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 { command -v unshare >/dev/null 2>&1 && command -v nsenter >/dev/null 2>&1; } || missing+=(util-linux)
+command -v script >/dev/null 2>&1 || missing+=(bsdutils)
 [ ${#missing[@]} -eq 0 ] && exit 0
 echo "Installing ${missing[*]} (apt-get)…"
 sudo=""

@@ -47,7 +47,8 @@ type Start = (onEvent: (event: RunEvent) => void, stopDisplay: () => Promise<voi
  * live task list on a terminal, else one plain line per step.
  */
 export function runWithProgress(instances: number, repeats: number, start: Start): Promise<RunOutcome> {
-  return process.stderr.isTTY ? runWithTaskList(instances, repeats, start) : runWithLines(instances, start);
+  // A terminal that says it has no columns (a bare pseudo-terminal) would get the list one character a line.
+  return process.stderr.isTTY && (process.stderr.columns ?? 0) > 0 ? runWithTaskList(instances, repeats, start) : runWithLines(instances, start);
 }
 
 function counts(r: RepeatProgress, instances: number): string {
@@ -76,7 +77,7 @@ async function runWithLines(instances: number, start: Start): Promise<RunOutcome
         const state = r.state === 'waiting' ? undefined : r.state;
         if (!state || shown.get(r.repeat) === state) continue;
         shown.set(r.repeat, state);
-        say(`Repeat ${r.repeat}: ${state} (${counts(r, instances)})`);
+        say(`Repeat ${r.repeat}: ${state}${state === 'not run' ? '' : ` (${counts(r, instances)})`}`);
       }
     }
   }, async () => {});

@@ -96,6 +96,18 @@ export function instanceStates(status: RunStatus, summary: RunSummary): string {
   return [...states].map(([s, n]) => `${n} ${s}`).join(', ') || 'none booted yet';
 }
 
+/** The repeats an abort stopped, and those it left not run; both empty when it came after the last repeat (a kept run ended by `lockstep down`). */
+export function cutShort(summary: RunSummary): { stopped: number[]; notRun: number[] } {
+  const numbers = (state: RepeatState) => summary.repeats.filter((r) => r.state === state).map((r) => r.repeat);
+  return { stopped: numbers('aborted'), notRun: numbers('not run') };
+}
+
+/** The run's state in one word: `aborted` only when the abort cut the run short. */
+export function runState(summary: RunSummary): string {
+  const { stopped, notRun } = cutShort(summary);
+  return summary.aborted && stopped.length + notRun.length > 0 ? 'aborted' : summary.state;
+}
+
 export function formatSummary(summary: RunSummary): string {
   const header = ['repeat', 'state', 'nodes', 'ok', 'failed', 'duration', 'start skew', 'barrier wait'];
   const body = summary.repeats.map((r) => [
@@ -110,10 +122,13 @@ export function formatSummary(summary: RunSummary): string {
   ]);
   const lines = [`Run ${summary.runId}`, ...alignColumns([header, ...body], [2, 3, 4, 5, 6, 7])];
   if (summary.aborted) {
-    const stopped = summary.repeats.filter((r) => r.state === 'aborted').map((r) => r.repeat);
-    const notRun = summary.repeats.filter((r) => r.state === 'not run').map((r) => r.repeat);
+    const { stopped, notRun } = cutShort(summary);
     const parts = [stopped.length > 0 ? `repeat ${stopped.join(', ')} stopped` : '', notRun.length > 0 ? `repeat ${notRun.join(', ')} not run` : ''].filter(Boolean);
-    lines.push(`Aborted (${summary.aborted.reason}) at ${summary.aborted.at}${parts.length > 0 ? `: ${parts.join('; ')}` : ''}`);
+    lines.push(
+      parts.length > 0
+        ? `Aborted (${summary.aborted.reason}) at ${summary.aborted.at}: ${parts.join('; ')}`
+        : `Ended (${summary.aborted.reason}) at ${summary.aborted.at}, after every repeat had run`,
+    );
   }
   if (summary.setupFailures.length > 0) {
     lines.push(`Setup failed on ${summary.setupFailures.length} instance(s) (output: lockstep logs ${summary.runId} --setup [--instance <id>]):`);
@@ -133,7 +148,7 @@ export function formatSummary(summary: RunSummary): string {
 /** What ending a run did, for `lockstep down` and an interrupted `lockstep run`. */
 export function describeEnded(ended: EndRunOutcome): string {
   const parts = [`${ended.ended.length} instance(s) ended${ended.ended.length > 0 ? ` (${ended.ended.join(', ')})` : ''}`];
-  if (ended.stoppedByThemselves.length > 0) parts.push(`${ended.stoppedByThemselves.length} of them stopped their command and uploaded its logs first`);
+  if (ended.stoppedByThemselves.length > 0) parts.push(`${ended.stoppedByThemselves.length} of them stopped by themselves first (a running command ended, its logs uploaded)`);
   if (ended.alreadyEnded.length > 0) parts.push(`${ended.alreadyEnded.length} had ended already`);
   return parts.join('; ');
 }

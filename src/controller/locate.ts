@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { layout } from '../core/layout.ts';
 import { sweepLayout } from '../results/sweep-layout.ts';
-import { DEFAULT_STORE, folderOf, openStore } from '../store/open.ts';
+import { DEFAULT_STORE, folderOf, openStore, storeFromEnv } from '../store/open.ts';
 import { formatS3Locator, isS3Locator, parseS3Locator } from '../store/s3-locator.ts';
 import { StoreError, type Store } from '../store/store.ts';
 import { openReachableStore } from './reachable.ts';
@@ -53,7 +53,8 @@ export function canonicalLocator(locator: string, cwd?: string): string {
 export async function knownStores(options: LocateOptions = {}): Promise<string[]> {
   const env = options.env ?? process.env;
   const stores: string[] = [];
-  if (env.LOCKSTEP_STORE) stores.push(env.LOCKSTEP_STORE);
+  const fromEnv = storeFromEnv(env);
+  if (fromEnv) stores.push(fromEnv);
   if (existsSync(folderOf(DEFAULT_STORE, options.cwd))) stores.push(DEFAULT_STORE);
   const aws = await configuredAwsStore();
   if (aws) stores.push(aws);
@@ -80,7 +81,11 @@ export async function openRunStore(id: string, options: LocateOptions = {}): Pro
   const indexed = await findKnownRun(id, options.home);
   const candidates = unique([...(indexed ? [indexed.store] : []), ...(await knownStores(options))], options.cwd);
   const unreachable: string[] = [];
+  const looked: string[] = [];
   for (const locator of candidates) {
+    // A folder store removed since (a test's, a project deleted) holds no run: not worth naming.
+    if (!isS3Locator(locator) && !existsSync(folderOf(locator, options.cwd))) continue;
+    looked.push(locator);
     let store: Store | undefined;
     try {
       store = await openExistingStore(locator, options.cwd);
@@ -91,8 +96,13 @@ export async function openRunStore(id: string, options: LocateOptions = {}): Pro
     }
     await store?.dispose();
   }
-  const looked = candidates.length > 0 ? candidates.join(', ') : canonicalLocator(DEFAULT_STORE, options.cwd);
-  throw new RunNotFoundError(id, unreachable.length > 0 ? `${looked} (could not reach ${unreachable.join(', ')})` : looked);
+  const where = looked.length === 0 ? canonicalLocator(DEFAULT_STORE, options.cwd) : looked.length === 1 ? looked[0]! : `the ${looked.length} stores lockstep knows (${fewOf(looked)})`;
+  throw new RunNotFoundError(id, unreachable.length > 0 ? `${where}; could not reach ${fewOf(unreachable)}` : where);
+}
+
+/** The first few of a list, and how many more: an error stays one readable line. */
+function fewOf(items: readonly string[], shown = 3): string {
+  return items.length <= shown ? items.join(', ') : `${items.slice(0, shown).join(', ')} and ${items.length - shown} more`;
 }
 
 async function kindOf(store: Store, id: string): Promise<'run' | 'sweep' | undefined> {

@@ -2,7 +2,7 @@ import { UsageError } from '../core/errors.ts';
 import { localCapacity, localCapacityProblem } from '../provider/local/capacity.ts';
 import type { LoadedSpec } from '../spec/load.ts';
 import type { ProviderSpec } from '../spec/schema.ts';
-import { DEFAULT_STORE } from '../store/open.ts';
+import { DEFAULT_STORE, storeFromEnv } from '../store/open.ts';
 import type { Store } from '../store/store.ts';
 import { checkFaultSupport } from './fault-preflight.ts';
 import { openReachableStore } from './reachable.ts';
@@ -59,7 +59,7 @@ export async function checkProviderReady(run: { readonly provider: ProviderSpec;
  * folder on this machine, so an AWS run needs an S3 store.
  */
 export async function storeLocatorFor(loaded: LoadedSpec, override?: string): Promise<string> {
-  const chosen = override ?? process.env.LOCKSTEP_STORE ?? loaded.spec.store;
+  const chosen = override ?? storeFromEnv() ?? loaded.spec.store;
   if (loaded.spec.provider.kind !== 'aws') return chosen ?? DEFAULT_STORE;
   const { defaultAwsStore } = await import('../provider/aws/config.ts');
   const locator = chosen ?? (await defaultAwsStore());

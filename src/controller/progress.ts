@@ -1,7 +1,7 @@
 import { layout, parseDoneKey, type DoneKind } from '../core/layout.ts';
 import { HEARTBEAT_STALE_MS, succeeded, type BarrierProgress, type RunManifest } from '../core/manifest.ts';
 import { getJson, StoreError, type Store } from '../store/store.ts';
-import type { RepeatState } from '../core/repeat-state.ts';
+import { OVER, type RepeatState } from '../core/repeat-state.ts';
 import type { RunStatus } from './status.ts';
 
 /** How a repeat stands, from a few aggregate objects (no per-node record read). */
@@ -16,7 +16,7 @@ export interface RepeatProgress {
   readonly succeeded: number;
   /** Instances through with the repeat otherwise (a failed command, or a failure before it). */
   readonly failed: number;
-  /** While following: waiting, running, done or failed; `aborted` and `not run` come from a full status (`progressOf`). */
+  /** While following: waiting, running, done, failed or not run (setup failed everywhere); `aborted` comes from a full status (`progressOf`). */
   readonly state: RepeatState;
 }
 
@@ -61,17 +61,16 @@ export async function readProgress(store: Store, manifest: RunManifest, options:
   let current = true;
   for (let repeat = 1; repeat <= manifest.repeats; repeat++) {
     const before = options.previous?.repeats[repeat - 1];
-    if (before && (before.state === 'done' || before.state === 'failed')) {
+    if (before && OVER.includes(before.state)) {
       repeats.push(before);
       continue;
     }
     if (current) {
       const found = await repeatProgress(store, manifest, repeat);
       repeats.push(found);
-      current = false;
-      // Nodes through with this repeat may be ready for the next one already.
-      if (found.startAt === null) break;
-      if (found.state === 'done' || found.state === 'failed') current = true;
+      // Over: the next repeat is the current one. Started: nodes through with it may be ready for the next one already.
+      current = OVER.includes(found.state);
+      if (!current && found.startAt === null) break;
       continue;
     }
     const barrier = await readBarrier(store, runId, repeat);
@@ -79,8 +78,8 @@ export async function readProgress(store: Store, manifest: RunManifest, options:
     break;
   }
   for (let repeat = repeats.length + 1; repeat <= manifest.repeats; repeat++) repeats.push(waiting(repeat, 0));
-  const over = repeats.every((r) => r.state === 'done' || r.state === 'failed');
-  const state = over ? (repeats.some((r) => r.state === 'failed') ? 'failed' : 'done') : instances.length === 0 ? 'starting' : 'running';
+  const over = repeats.every((r) => OVER.includes(r.state));
+  const state = over ? (repeats.some((r) => r.state !== 'done') ? 'failed' : 'done') : instances.length === 0 ? 'starting' : 'running';
   return { booted: instances.length, stale, repeats, state };
 }
 
@@ -120,9 +119,15 @@ async function repeatProgress(store: Store, manifest: RunManifest, repeat: numbe
     // failed, and none failed while running its command.
     const ready = await store.list(layout.readyPrefix(runId, repeat));
     const readyIds = ready.map((o) => o.key.slice(o.key.lastIndexOf('/') + 1).replace(/\.json$/, ''));
-    over = readyIds.every((id) => kinds.has(id) && kinds.get(id) !== 'run-failure') && [...kinds.values()].every((k) => k !== 'run-failure');
+    // When none got ready, every instance must have failed: one still in setup may yet come.
+    over =
+      readyIds.every((id) => kinds.has(id) && kinds.get(id) !== 'run-failure') &&
+      [...kinds.values()].every((k) => k !== 'run-failure') &&
+      (readyIds.length > 0 || kinds.size >= manifest.instances);
   }
   const readyCount = barrier?.count ?? 0;
+  // As `repeatState` says it: a repeat no instance tried (each failed before its barrier, at setup) was not run.
+  const tried = [...kinds.values()].some((k) => k !== 'setup-failure');
   return {
     repeat,
     ready: readyCount,
@@ -130,7 +135,7 @@ async function repeatProgress(store: Store, manifest: RunManifest, repeat: numbe
     startAt: start?.startAt ?? null,
     succeeded: ok,
     failed,
-    state: over ? (failed > 0 ? 'failed' : 'done') : readyCount > 0 || start || kinds.size > 0 ? 'running' : 'waiting',
+    state: over ? (failed === 0 ? 'done' : members === null && !tried ? 'not run' : 'failed') : readyCount > 0 || start || kinds.size > 0 ? 'running' : 'waiting',
   };
 }
 

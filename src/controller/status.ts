@@ -77,7 +77,7 @@ export async function runStatus(store: Store, runId: string, manifest?: RunManif
     const members = start?.members.length ?? null;
     const starts = results.map((r) => r.startedAt);
     const readyIds = mine.filter((k) => k.startsWith(layout.readyPrefix(runId, repeat))).map((k) => k.slice(k.lastIndexOf('/') + 1).replace(/\.json$/, ''));
-    const state = repeatState({ members, outcomes: results.map((r) => r.outcome), failures, readyIds, aborted: aborted !== undefined, runOver: ended });
+    const state = repeatState({ members, outcomes: results.map((r) => r.outcome), failures, readyIds, instances: manifest.instances, aborted: aborted !== undefined, runOver: ended });
     repeats.push({
       repeat,
       ready,

@@ -19,6 +19,8 @@ export interface RepeatFacts {
   readonly failures: ReadonlyArray<Pick<FailureRecord, 'instanceId' | 'stage'>>;
   /** Instances that wrote a ready record. */
   readonly readyIds: readonly string[];
+  /** Instances the run expects: until each has failed or got ready, one may still come. */
+  readonly instances: number;
   /** The run has an abort record (what stops a started repeat is then an abort, not a failure). */
   readonly aborted: boolean;
   /** Every instance of the run has ended: nothing more will be written. */
@@ -37,7 +39,8 @@ export function repeatState(facts: RepeatFacts): RepeatState {
   // The barrier never closed. A node that timed out there (or failed after) tried to run it.
   const tried = failures.some((f) => f.stage === 'barrier' || f.stage === 'run' || f.stage === 'upload');
   const failedIds = new Set(failures.map((f) => f.instanceId));
-  const everyoneAccounted = failures.length > 0 && facts.readyIds.every((id) => failedIds.has(id));
+  // Every ready instance failed, and (when none got ready) every instance failed: nobody is left to come.
+  const everyoneAccounted = failures.length > 0 && facts.readyIds.every((id) => failedIds.has(id)) && (facts.readyIds.length > 0 || failedIds.size >= facts.instances);
   if (tried) return everyoneAccounted || runOver ? 'failed' : 'running';
   if (everyoneAccounted || runOver) return 'not run';
   return facts.readyIds.length > 0 ? 'running' : 'waiting';

@@ -123,6 +123,7 @@ export function repeatFigures(repeat: LocalRepeat, instances: number, runAborted
     outcomes: results.map((r) => r.outcome),
     failures: repeat.failures,
     readyIds: repeat.readyIds ?? [],
+    instances,
     aborted: runAborted,
     runOver: true,
   });

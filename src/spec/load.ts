@@ -70,12 +70,13 @@ export function parseSpec(text: string, options: LoadOptions & { file: string; s
     doc.setIn(keyPath, doc.createNode(value));
     overridden.set(keyPath.join('.'), `${shown} (--set ${override})`);
   }
+  // At a sweep's point, an error elsewhere in the spec (a group that does not fit N) names the point too.
+  const atPoint = options.matrixPoint ? ` (matrix point ${Object.entries(options.matrixPoint).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(' ')})` : '';
   if (options.matrixPoint) {
-    const label = Object.entries(options.matrixPoint).map(([key, value]) => `${key}=${JSON.stringify(value)}`).join(' ');
     for (const [key, value] of Object.entries(options.matrixPoint)) {
       const keyNode = nodeAt(doc, ['matrix', key]);
       const at = keyNode?.range ? lineCounter.linePos(keyNode.range[0]) : undefined;
-      overridden.set(key, `${shown}${at ? `:${at.line}:${at.col}` : ''} (matrix point ${label})`);
+      overridden.set(key, `${shown}${at ? `:${at.line}:${at.col}` : ''}${atPoint}`);
       doc.setIn(splitKeyPath(key), doc.createNode(value));
     }
     doc.delete('matrix');
@@ -88,9 +89,9 @@ export function parseSpec(text: string, options: LoadOptions & { file: string; s
       if (origin) return { origin };
     }
     const node = nodeAt(doc, path);
-    if (!node?.range) return {};
-    const pos = lineCounter.linePos(node.range[0]);
-    return { line: pos.line, column: pos.col };
+    const pos = node?.range ? lineCounter.linePos(node.range[0]) : undefined;
+    if (atPoint) return { origin: `${shown}${pos ? `:${pos.line}:${pos.col}` : ''}${atPoint}` };
+    return pos ? { line: pos.line, column: pos.col } : {};
   };
   const fail = (path: readonly PropertyKey[], problem: string): never => {
     const at = locate(path);

@@ -96,6 +96,11 @@ describe('lockstep CLI: runs', () => {
     const run = await lockstep(['run', 'spec.yaml'], { cwd, env });
     expect(run.status).toBe(1);
     expect(run.stdout).toMatch(/repeat 1 rank 2 \(local-[0-9a-f]+\): failed, exit 1/);
+    // Said once: progress on stderr counts the failure, the summary on stdout names it (the results after it count it by rank).
+    expect(run.stdout.match(/ rank 2 \(/g)).toHaveLength(1);
+    expect(run.stderr).not.toContain('rank 2');
+    expect(run.stderr).toMatch(/^Repeat 1: failed \(ready 3\/3 · done 3\/3 · 1 failed\)$/m);
+    expect(run.stderr).not.toMatch(/FAILED|\u001b\[/);
   });
 
   it('runs a sweep: one run per matrix point, recorded under one sweep id', async () => {

@@ -83,6 +83,22 @@ describe('following a run from aggregates', () => {
     expect((await readProgress(store, manifest(3, 1))).repeats[0]).toMatchObject({ state: 'failed', failed: 3, members: null });
   });
 
+  it('a repeat every instance left at setup was not run, and neither was any after it', async () => {
+    const members = ids(2);
+    const store = createFolderStore({ root: tempDir('progress') });
+    await instanceRecords(store, members);
+    for (const repeat of [1, 2]) await store.put(layout.done(runId, repeat, members[0]!, 'setup-failure'), '');
+    // The other instance is still in setup: it may yet come.
+    expect((await readProgress(store, manifest(2, 2))).repeats.map((r) => r.state)).toEqual(['running', 'waiting']);
+    for (const repeat of [1, 2]) await store.put(layout.done(runId, repeat, members[1]!, 'setup-failure'), '');
+    const progress = await readProgress(store, manifest(2, 2));
+    expect(progress.repeats.map((r) => [r.state, r.failed])).toEqual([
+      ['not run', 2],
+      ['not run', 2],
+    ]);
+    expect(progress.state).toBe('failed');
+  });
+
   it('names agents whose heartbeat is stale: from the listing while following, from the records in the status', async () => {
     const members = ids(3);
     const root = tempDir('progress');

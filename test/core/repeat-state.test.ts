@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { repeatState, type RepeatFacts, type RepeatState } from '../../src/core/repeat-state.ts';
 
-const base: RepeatFacts = { members: null, outcomes: [], failures: [], readyIds: [], aborted: false, runOver: false };
+const base: RepeatFacts = { members: null, outcomes: [], failures: [], readyIds: [], instances: 2, aborted: false, runOver: false };
 const failure = (instanceId: string, stage: 'setup' | 'barrier' | 'run') => ({ instanceId, stage });
 
 describe('repeatState', () => {
@@ -20,6 +20,8 @@ describe('repeatState', () => {
     ['never started, the run was aborted', { readyIds: ['a', 'b'], aborted: true, runOver: true }, 'not run'],
     ['never started, every instance ended (expiry)', { runOver: true }, 'not run'],
     ['setup failed everywhere', { failures: [failure('a', 'setup'), failure('b', 'setup')] }, 'not run'],
+    ['setup failed on one, the other is still in setup', { failures: [failure('a', 'setup')] }, 'waiting'],
+    ['setup failed on one, the other is still in setup, then the run ended', { failures: [failure('a', 'setup')], runOver: true }, 'not run'],
     ['setup failed on one, the other waits at the barrier', { readyIds: ['b'], failures: [failure('a', 'setup')] }, 'running'],
     ['the barrier timed out for every ready node', { readyIds: ['a', 'b'], failures: [failure('a', 'barrier'), failure('b', 'barrier')] }, 'failed'],
     ['the barrier timed out for one, another still waits', { readyIds: ['a', 'b'], failures: [failure('a', 'barrier')] }, 'running'],

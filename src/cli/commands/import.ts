@@ -1,7 +1,7 @@
 import { defineCommand } from 'citty';
 import { importFolders, type ImportOutcome } from '../../controller/import.ts';
 import { loadSpec } from '../../spec/load.ts';
-import { DEFAULT_STORE, openStore } from '../../store/open.ts';
+import { DEFAULT_STORE, openStore, storeFromEnv } from '../../store/open.ts';
 import { UsageError } from '../errors.ts';
 import { jsonArg, storeArg } from '../shared-args.ts';
 
@@ -27,7 +27,7 @@ export async function runImportCommand(options: ImportCommandOptions): Promise<I
   if (options.folders.length === 0) throw new UsageError('Name at least one folder: `lockstep import <folder>…`');
   const loaded = options.spec ? loadSpec(options.spec, { cwd }) : undefined;
   // The store runs go to: --store, else $LOCKSTEP_STORE, else the spec's, else .lockstep/store.
-  const store = await openStore(options.store ?? process.env.LOCKSTEP_STORE ?? loaded?.spec.store ?? DEFAULT_STORE, { cwd });
+  const store = await openStore(options.store ?? storeFromEnv() ?? loaded?.spec.store ?? DEFAULT_STORE, { cwd });
   try {
     const showProgress = !options.json && process.stderr.isTTY === true;
     const outcome = await importFolders({

@@ -11,7 +11,7 @@ import type { Store } from '../../store/store.ts';
 import { UsageError } from '../errors.ts';
 import { alignColumns, shownStore } from '../output.ts';
 import { jsonArg, runStoreArg, storeArg } from '../shared-args.ts';
-import { formatSummary, instanceStates, summarize } from '../summary.ts';
+import { formatSummary, instanceStates, runState, summarize } from '../summary.ts';
 import { formatDuration } from '../../util/duration.ts';
 
 const idArg = { type: 'positional', description: 'The run id or sweep id (see `lockstep ls`)', required: true, valueHint: 'id' } as const;
@@ -82,7 +82,7 @@ export const status = defineCommand({
       }
       const imported = found.manifest.imported;
       if (imported) console.log(`Imported ${imported.at} from ${imported.from} (${imported.layout} layout): no instances; \`lockstep results ${args.id}\` analyses its logs`);
-      else console.log(`State: ${found.aborted ? 'aborted' : found.state}; instances: ${instanceStates(found, summary)}; store ${shownStore(store.locator)}`);
+      else console.log(`State: ${runState(summary)}; instances: ${instanceStates(found, summary)}; store ${shownStore(store.locator)}`);
       for (const i of found.stale) {
         console.log(`Stale: ${i.instanceId} (${i.state}${i.repeat ? `, repeat ${i.repeat}` : ''}) has not written a heartbeat for ${formatDuration(Date.now() - Date.parse(i.heartbeatAt))}: its agent is stuck or its instance is gone`);
       }
