@@ -168,10 +168,19 @@ describe('Ctrl-C during lockstep run', () => {
 
   it('with no terminal, ends the run\'s instances (through the abort record: the logs are uploaded) and exits 130', async () => {
     const p = (current = project(base('interrupted', ['repeats: 2', 'run: echo "begun $LOCKSTEP_RANK"; sleep 60'])));
-    const { runId, code, stderr, pids } = await interruptedRun(p, []);
+    const { runId, code, stdout, stderr, pids } = await interruptedRun(p, []);
     expect(code).toBe(130);
     expect(stderr).toContain(`Interrupted: ending the 2 instance(s) of ${runId}`);
     expect(pids.some(alive)).toBe(false);
+    // The summary, read after the instances ended, and `lockstep status` say the same: repeat 1 stopped, repeat 2 never ran.
+    expect(stdout).toMatch(/^1\s+aborted\s/m);
+    expect(stdout).toMatch(/^2\s+not run\s/m);
+    expect(stdout).toMatch(/^Aborted \(lockstep run was interrupted\) at \S+: repeat 1 stopped; repeat 2 not run$/m);
+    expect(stdout).toMatch(/^Ended: 2 instance\(s\) ended \(local-[0-9a-f]+, local-[0-9a-f]+\)/m);
+    const status = lockstep(['status', runId, '--store', p.store, '--json'], { cwd: p.dir, env: { LOCKSTEP_HOME: p.home } });
+    expect(JSON.parse(status.stdout).repeats.map((r: { state: string }) => r.state)).toEqual(['aborted', 'not run']);
+    const shown = lockstep(['status', runId, '--store', p.store], { cwd: p.dir, env: { LOCKSTEP_HOME: p.home } }).stdout;
+    expect(shown).toMatch(/^State: aborted;/m);
     await withStore(p, async (store) => {
       expect(await getJson(store, layout.abort(runId))).toMatchObject({ reason: 'lockstep run was interrupted' });
       expect(text(await store.get(layout.node(runId, 1, 0) + nodeFiles.stdout))).toBe('begun 0\n');
