@@ -16,7 +16,7 @@ export interface RepeatProgress {
   readonly succeeded: number;
   /** Instances through with the repeat otherwise (a failed command, or a failure before it). */
   readonly failed: number;
-  /** While following: waiting, running, done, failed or not run (setup failed everywhere); `aborted` comes from a full status (`progressOf`). */
+  /** As `repeatState` says it, from the aggregates while following. */
   readonly state: RepeatState;
 }
 
@@ -135,7 +135,7 @@ async function repeatProgress(store: Store, manifest: RunManifest, repeat: numbe
     startAt: start?.startAt ?? null,
     succeeded: ok,
     failed,
-    state: over ? (failed === 0 ? 'done' : members === null && !tried ? 'not run' : 'failed') : readyCount > 0 || start || kinds.size > 0 ? 'running' : 'waiting',
+    state: over ? (failed === 0 ? 'done' : members === null && !tried ? 'not run' : [...kinds.values()].includes('aborted') ? 'aborted' : 'failed') : readyCount > 0 || start || kinds.size > 0 ? 'running' : 'waiting',
   };
 }
 

@@ -272,11 +272,15 @@ export async function followRun(
   const counted = countingStore(store);
   const spent = () => Object.values(counted.counts).reduce((a, b) => a + b, 0);
   let progress: RunProgress | undefined;
+  let seen = false;
   for (;;) {
     // The provider first: an agent records how it ended before it exits, so the status read after
     // holds the last record of every instance the provider knows as ended.
     const alive = await provider.list(manifest.runId);
-    const allEnded = alive.length > 0 && alive.every((i) => i.state === 'ended');
+    // Instances it listed before and lists no more are gone too (`lockstep down` made the local
+    // provider forget the run meanwhile): else following would wait for the expiry.
+    const allEnded = alive.length > 0 ? alive.every((i) => i.state === 'ended') : seen;
+    seen ||= alive.length > 0;
     if (boot?.pending) {
       const failures = await boot.check();
       if (failures.length > 0) {

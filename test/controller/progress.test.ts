@@ -99,6 +99,15 @@ describe('following a run from aggregates', () => {
     expect(progress.state).toBe('failed');
   });
 
+  it('a started repeat whose nodes `lockstep down` stopped is aborted, not failed', async () => {
+    const members = ids(2);
+    const store = createFolderStore({ root: tempDir('progress') });
+    await instanceRecords(store, members);
+    await closed(store, 1, members);
+    for (const id of members) await store.put(layout.done(runId, 1, id, 'aborted'), '');
+    expect((await readProgress(store, manifest(2, 2))).repeats.map((r) => r.state)).toEqual(['aborted', 'waiting']);
+  });
+
   it('names agents whose heartbeat is stale: from the listing while following, from the records in the status', async () => {
     const members = ids(3);
     const root = tempDir('progress');

@@ -13,8 +13,9 @@ describe('a local run with a folder store', () => {
 
 describe('a `setup` that fails', () => {
   const cases = [
-    { what: 'exits non-zero', setup: 'setup: "echo preparing; echo broken >&2; exit 4"', error: /^setup failed \(exit 4\): broken$/, stderr: 'broken\n' },
-    { what: 'outlives `timeouts.setup`', setup: 'setup: "echo preparing; sleep 60"', error: /^setup timed out after 2(\.00)? s: preparing$/, stderr: '' },
+    // The failure names the exit code and the last line of output (stderr's, else stdout's); `lockstep logs --setup` shows the rest.
+    { what: 'exits non-zero', setup: 'setup: "echo preparing; echo broken >&2; exit 4"', error: /^setup failed \(exit 4\): broken$/, exitCode: 4, output: ['broken'], stderr: 'broken\n' },
+    { what: 'outlives `timeouts.setup`', setup: 'setup: "echo preparing; sleep 60"', error: /^setup timed out after 2(\.00)? s: preparing$/, exitCode: null, output: ['preparing'], stderr: '' },
   ];
   for (const c of cases) {
     it(`${c.what}: every repeat of every instance is recorded as failed at setup, the command never runs, the setup logs are stored, the instances end`, async () => {
@@ -24,11 +25,13 @@ describe('a `setup` that fails', () => {
       const ids = outcome.status.instances.map((i) => i.instanceId).sort();
       expect(ids).toHaveLength(2);
       for (const repeat of outcome.status.repeats) {
+        expect(repeat.state).toBe('not run');
         expect(repeat.results).toEqual([]);
         expect(repeat.failures.map((f) => f.instanceId).sort()).toEqual(ids);
         for (const failure of repeat.failures) {
           expect(failure.stage).toBe('setup');
           expect(failure.error).toMatch(c.error);
+          expect(failure).toMatchObject({ exitCode: c.exitCode, output: c.output });
         }
       }
       const store = await openStore(outcome.store);
