@@ -3,7 +3,7 @@
  * exits) and the time from its process start to its ready record, in a real local run with the
  * folder store and with the S3 store (s3rver on loopback; the AWS SDK loaded, as on EC2).
  */
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runExperiment } from '../src/controller/run.ts';
@@ -24,11 +24,15 @@ export interface Footprint {
 }
 
 export interface FootprintResult {
+  /** dist/agent.mjs: what every instance downloads and loads. */
+  readonly bundleBytes: number;
   readonly folder: Footprint;
   readonly s3: Footprint;
 }
 
 export async function benchFootprint(options: { readonly dir: string; readonly log: (line: string) => void }): Promise<FootprintResult> {
+  const bundleBytes = statSync(new URL('../dist/agent.mjs', import.meta.url)).size;
+  options.log(`footprint, agent bundle: ${(bundleBytes / 1000).toFixed(0)} KB`);
   const folder = await measure(join(options.dir, 'footprint-folder'), undefined);
   options.log(`footprint, folder store: peak ${(folder.peakBytes / 2 ** 20).toFixed(1)} MiB, start → ready ${folder.startToReadyMs.toFixed(0)} ms`);
   const s3 = await startS3Server({ bucket: 'lockstep-footprint' });
@@ -37,7 +41,7 @@ export async function benchFootprint(options: { readonly dir: string; readonly l
     Object.assign(process.env, s3.env);
     const onS3 = await measure(join(options.dir, 'footprint-s3'), s3.locator('footprint/'));
     options.log(`footprint, S3 store: peak ${(onS3.peakBytes / 2 ** 20).toFixed(1)} MiB, start → ready ${onS3.startToReadyMs.toFixed(0)} ms`);
-    return { folder, s3: onS3 };
+    return { bundleBytes, folder, s3: onS3 };
   } finally {
     for (const key of Object.keys(s3.env)) if (!(key in saved)) delete process.env[key];
     await s3.stop();

@@ -37,8 +37,33 @@ function crossings(): string[] {
   return found;
 }
 
+/** The packages a module and everything it imports at run time (type-only imports aside) import. */
+function packagesReachedFrom(entry: string): Set<string> {
+  const packages = new Set<string>();
+  const seen = new Set<string>();
+  const visit = (file: string) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const [, staticImport, dynamicImport] of text.matchAll(/^(?:import|export)\s+(?!type\b)[^;]*?from\s+'([^']+)'|import\(\s*'([^']+)'\s*\)/gm)) {
+      const specifier = staticImport ?? dynamicImport;
+      if (!specifier) continue;
+      if (specifier.startsWith('.')) visit(resolve(dirname(file), specifier));
+      else if (!specifier.startsWith('node:')) packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!);
+    }
+  };
+  visit(entry);
+  return packages;
+}
+
 describe('layers', () => {
   it('no src/ module imports across the layers', () => {
     expect(crossings()).toEqual([]);
+  });
+
+  it('the agent carries no spec validation (zod) and no tar library: the spec was checked before launch, the system unpacks', () => {
+    const packages = packagesReachedFrom(join(SRC, 'agent/main.ts'));
+    expect(packages.has('@aws-sdk/client-s3')).toBe(true);
+    expect([...packages].filter((p) => p === 'zod' || p === 'tar')).toEqual([]);
   });
 });

@@ -1,7 +1,8 @@
+import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
-import { extract } from 'tar';
+import { promisify } from 'node:util';
 import type { Store } from '../store/store.ts';
 
 export class ArtifactError extends Error {
@@ -26,7 +27,21 @@ export async function fetchArtifact(
   }
   await rm(into, { recursive: true, force: true });
   await mkdir(into, { recursive: true });
-  await extract({ file: archive, cwd: into });
+  await unpack(archive, into);
+}
+
+/**
+ * Unpacks with the system's `tar` (on every common image), which keeps a tar library out of the
+ * agent. GNU tar drops a leading `/` and refuses members with `..`; owners are not taken from the archive.
+ */
+async function unpack(archive: string, into: string): Promise<void> {
+  try {
+    await promisify(execFile)('tar', ['-xzf', archive, '-C', into, '--no-same-owner'], { maxBuffer: 1024 * 1024 });
+  } catch (error) {
+    const { code, stderr } = error as { code?: string | number; stderr?: string };
+    if (code === 'ENOENT') throw new ArtifactError('This machine has no `tar` to unpack the artifact: install it (the `tar` package) in the image');
+    throw new ArtifactError(`Could not unpack the artifact: tar says ${String(stderr ?? '').trim() || String(error)}`);
+  }
 }
 
 export async function sha256File(path: string): Promise<string> {

@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { NetemRecord } from '../core/manifest.ts';
-import { isEmptyPlan, isNone, type Impairment, type NetemPlan } from '../spec/network.ts';
+import { isEmptyPlan, isNone, type Impairment, type NetemPlan } from '../spec/network-plan.ts';
 import { preciseNow } from '../util/clock.ts';
 import { interfaceFor } from './netstat.ts';
 import { forgetUndo, NOT_INSTALLED, privilegedRunner, recordUndo, refusalOf, type CommandResult, type PrivilegedRunner } from './privileged.ts';

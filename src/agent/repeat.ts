@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { layout, nodeFiles } from '../core/layout.ts';
 import type { NodeResult, Outcome, RunManifest } from '../core/manifest.ts';
 import { paramsForRank, resolveGroups } from '../spec/groups.ts';
-import { planFor } from '../spec/network.ts';
+import { planFor } from '../spec/network-plan.ts';
 import { environmentFor, renderTemplate, templateValues } from '../spec/template.ts';
 import type { Store } from '../store/store.ts';
 import { sleepUntil } from '../util/clock.ts';

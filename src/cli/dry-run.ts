@@ -12,7 +12,7 @@ import { pointLabel } from '../results/matrix.ts';
 import { renderTable } from '../results/tables.ts';
 import { rankAssignments, resolveGroups, type RankAssignment } from '../spec/groups.ts';
 import type { LoadedSpec } from '../spec/load.ts';
-import type { NetworkSpec } from '../spec/network.ts';
+import type { NetworkSpec } from '../spec/network-plan.ts';
 import type { Spec } from '../spec/schema.ts';
 import { formatDuration } from '../util/duration.ts';
 import { EXIT } from './errors.ts';

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import type { Impairment } from '../spec/network.ts';
+import type { Impairment } from '../spec/network-plan.ts';
 
 /**
  * The fault timeline of a run: what the controller expanded the spec's `faults` into before the

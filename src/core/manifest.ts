@@ -1,4 +1,4 @@
-import type { NetemPlan, NetworkSpec } from '../spec/network.ts';
+import type { NetemPlan, NetworkSpec } from '../spec/network-plan.ts';
 import type { CommandRun, FaultRecord, FaultTimeline } from './faults.ts';
 import type { GroupSpec, ParamValue } from '../spec/schema.ts';
 

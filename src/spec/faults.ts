@@ -3,7 +3,8 @@ import { FAULT_ACTIONS, PARTITION_SHAPES, type FaultAction, type PartitionShape 
 import { formatDuration } from '../util/duration.ts';
 import { duration } from './duration-field.ts';
 import { resolveGroups, type ResolvedGroup } from './groups.ts';
-import { impairmentFields, impairmentOf, rankSelection, type Impairment, type RankSelection } from './network.ts';
+import { impairmentOf, type Impairment } from './network-plan.ts';
+import { impairmentFields, rankSelection, type RankSelection } from './network.ts';
 import { ranksIn } from './ranks.ts';
 
 /**

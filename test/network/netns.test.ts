@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { tcCommands } from '../../src/agent/netem.ts';
 import { checkNetnsSupport, createRunNetwork, findIp, listLockstepNetworks, networkTag, removeRunNetwork } from '../../src/provider/local/netns.ts';
 import { resolveGroups } from '../../src/spec/groups.ts';
-import { planFor } from '../../src/spec/network.ts';
+import { planFor } from '../../src/spec/network-plan.ts';
 import type { GroupSpec } from '../../src/spec/schema.ts';
 import { startS3Server } from '../helpers/s3-server.ts';
 import { tempDir } from '../helpers/temp.ts';

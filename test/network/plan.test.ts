@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { applyNetem, primaryInterface, tcCommands } from '../../src/agent/netem.ts';
 import type { CommandResult } from '../../src/agent/privileged.ts';
 import { resolveGroups } from '../../src/spec/groups.ts';
-import { planFor, type NetworkSpec } from '../../src/spec/network.ts';
+import { planFor, type NetworkSpec } from '../../src/spec/network-plan.ts';
 import type { GroupSpec } from '../../src/spec/schema.ts';
 
 const addresses = ['198.18.0.1', '198.18.0.2', '198.18.0.3', '198.18.0.4', '198.18.0.5', '198.18.0.6'];

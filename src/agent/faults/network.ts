@@ -1,4 +1,4 @@
-import { isEmptyPlan, type Impairment, type NetemPlan } from '../../spec/network.ts';
+import { isEmptyPlan, type Impairment, type NetemPlan } from '../../spec/network-plan.ts';
 import { applyByRelay, applyNetem, primaryInterface, type InterfaceChoice, type NetemSession } from '../netem.ts';
 import type { PrivilegedRunner } from '../privileged.ts';
 

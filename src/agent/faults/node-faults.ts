@@ -1,6 +1,6 @@
 import { eventsOf, faultNamePrefix, partitionTableName, type CommandRun, type FaultEvent, type FaultRecord } from '../../core/faults.ts';
 import type { RunManifest } from '../../core/manifest.ts';
-import type { NetemPlan } from '../../spec/network.ts';
+import type { NetemPlan } from '../../spec/network-plan.ts';
 import type { ExecResult } from '../exec.ts';
 import { groupMembers } from '../leftovers.ts';
 import { primaryInterface, resetAtRelay, warmUpRelay, type InterfaceChoice } from '../netem.ts';

@@ -1,4 +1,4 @@
-import type { Impairment, NetemPlan } from '../../spec/network.ts';
+import type { Impairment, NetemPlan } from '../../spec/network-plan.ts';
 
 /**
  * The WAN relay's logic, without sockets or timers (see wan-relay.ts for the process): every VXLAN

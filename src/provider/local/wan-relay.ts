@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import { randomInt } from 'node:crypto';
 import { setPriority } from 'node:os';
 import { parseArgs } from 'node:util';
-import type { NetemPlan } from '../../spec/network.ts';
+import type { NetemPlan } from '../../spec/network-plan.ts';
 import { PlanError, RELAY_CONTROL_PORT, RELAY_UNDERLAY, relayNodes, VXLAN_PORT, WanRelay } from './wan-relay-core.ts';
 import { seededRandom } from '../../util/seeded-random.ts';
 
