@@ -35,7 +35,9 @@ export default defineCommand({
     }
     if (!plan) {
       const { outcome, exitCode } = await interruptible(args, (control) => runShown({ loaded, store: args.store, signal: control.signal, confirmEnd: control.confirmEnd }, args, control));
-      if (outcome && args.results && !args.json && exitCode !== EXIT.interrupted) await showResults(outcome.runId, outcome.store);
+      // A run none of whose repeats ran (setup failed everywhere) has no figures: its summary said it all.
+      const ran = outcome?.status.repeats.some((r) => r.state !== 'not run');
+      if (outcome && ran && args.results && !args.json && exitCode !== EXIT.interrupted) await showResults(outcome.runId, outcome.store);
       process.exitCode = exitCode;
       return;
     }
