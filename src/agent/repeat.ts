@@ -1,7 +1,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layout, nodeFiles } from '../core/layout.ts';
-import type { NodeResult, Outcome, RunManifest } from '../core/manifest.ts';
+import type { NodeResult, Outcome, RunManifest, StartRecord } from '../core/manifest.ts';
 import { paramsForRank, resolveGroups } from '../spec/groups.ts';
 import { planFor } from '../spec/network-plan.ts';
 import { environmentFor, renderTemplate, templateValues } from '../spec/template.ts';
@@ -59,8 +59,8 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   const hostsFile = join(folder, nodeFiles.hosts);
   const hostsJson = join(folder, nodeFiles.hostsJson);
   await writeHostsFiles(start.members, { hosts: hostsFile, json: hostsJson });
-  const resolvedGroups = resolveGroups(manifest.groups, n, start.members.map((m) => m.instanceId));
-  const { params, groups } = paramsForRank(manifest.params, resolvedGroups, rank);
+  const { resolvedGroups, subject } = nodeOf(manifest, identity, start, repeat, rank);
+  const { params } = subject;
   const variables = {
     rank,
     n,
@@ -91,14 +91,7 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
     : undefined;
   const nodePrefix = layout.node(manifest.runId, repeat, rank);
   const base = {
-    runId: manifest.runId,
-    repeat,
-    rank,
-    n,
-    instanceId: identity.instanceId,
-    address: identity.address,
-    groups,
-    params,
+    ...subject,
     command,
     readyAt: barrier.ready.readyAt,
     barrierAt: barrier.knownAt,
@@ -218,3 +211,11 @@ export async function runRepeat(context: RepeatContext, repeat: number): Promise
   return nodeResult;
 }
 
+/** The node as its result names it (run, repeat, rank, instance, groups, params), and the run's groups resolved. */
+export function nodeOf(manifest: RunManifest, identity: Identity, start: StartRecord, repeat: number, rank: number) {
+  const n = start.members.length;
+  const resolvedGroups = resolveGroups(manifest.groups, n, start.members.map((m) => m.instanceId));
+  const { params, groups } = paramsForRank(manifest.params, resolvedGroups, rank);
+  const subject = { runId: manifest.runId, repeat, rank, n, instanceId: identity.instanceId, address: identity.address, groups, params };
+  return { resolvedGroups, subject };
+}

@@ -8,13 +8,13 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { layout, nodeFiles } from '../core/layout.ts';
 import type { FailureRecord, NodeResult, RunManifest, StartRecord } from '../core/manifest.ts';
-import { paramsForRank, resolveGroups } from '../spec/groups.ts';
 import { getJson, type Store } from '../store/store.ts';
 import { preciseNow } from '../util/clock.ts';
 import type { Identity } from './identity.ts';
 import { killProcesses, processesOfInstance } from './leftovers.ts';
 import { storeResult } from './records.ts';
 import type { RepeatFacts } from './repeat-plan.ts';
+import { nodeOf } from './repeat.ts';
 import { filesBelow, uploadFile } from './upload.ts';
 
 /**
@@ -118,18 +118,9 @@ export async function recordMissedRepeat(store: Store, manifest: RunManifest, id
     if (existsSync(path)) await uploadFile(store, nodePrefix + name, path);
     else await store.put(nodePrefix + name, '');
   }
-  const n = start.members.length;
-  const { params, groups } = paramsForRank(manifest.params, resolveGroups(manifest.groups, n, start.members.map((m) => m.instanceId)), rank);
   const member = start.members[rank]!;
   const result: NodeResult = {
-    runId: manifest.runId,
-    repeat,
-    rank,
-    n,
-    instanceId: identity.instanceId,
-    address: identity.address,
-    groups,
-    params,
+    ...nodeOf(manifest, identity, start, repeat, rank).subject,
     command: manifest.run,
     outcome: 'error',
     exitCode: null,
