@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { parseSpec, SpecError } from '../../src/spec/load.ts';
+import { parseSpec } from '../../src/spec/load.ts';
+import { refused } from '../helpers/spec.ts';
 
 const base = [
   'name: demo',
@@ -16,17 +17,6 @@ const base = [
 
 const withFaults = (...lines: string[]) => `${base}\nfaults:\n${lines.map((l) => `  ${l}`).join('\n')}\n`;
 const load = (text: string) => parseSpec(text, { file: 'spec.yaml' }).spec;
-
-function refused(text: string): SpecError {
-  try {
-    parseSpec(text, { file: 'spec.yaml' });
-  } catch (error) {
-    expect(error).toBeInstanceOf(SpecError);
-    expect((error as Error).message).not.toContain('\n');
-    return error as SpecError;
-  }
-  throw new Error('the spec was accepted');
-}
 
 describe('faults in the spec', () => {
   it('reads every action with its timing, targets and shorthands', () => {

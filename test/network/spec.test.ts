@@ -1,18 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { loadSpec, parseSpec, SpecError } from '../../src/spec/load.ts';
+import { loadSpec, parseSpec } from '../../src/spec/load.ts';
+import { refused } from '../helpers/spec.ts';
 
 const netns = 'name: demo\ninstances: 4\nrun: echo {{rank}}\nprovider: { kind: local, isolation: netns }\ngroups:\n  - name: slow\n    ranks: "2-"\n';
-
-function refused(text: string): SpecError {
-  try {
-    parseSpec(text, { file: 'spec.yaml' });
-  } catch (error) {
-    expect(error).toBeInstanceOf(SpecError);
-    expect((error as Error).message).not.toContain('\n');
-    return error as SpecError;
-  }
-  throw new Error('the spec was accepted');
-}
 
 describe('the spec field `network`', () => {
   it('reads delay, jitter, loss, rate, overrides and a latency matrix into numbers with units in their names', () => {

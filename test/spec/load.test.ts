@@ -4,19 +4,9 @@ import { describe, expect, it } from 'vitest';
 import { loadSpec, parseSpec, SpecError } from '../../src/spec/load.ts';
 import { specJsonSchema } from '../../src/spec/json-schema.ts';
 import { tempDir } from '../helpers/temp.ts';
+import { refused } from '../helpers/spec.ts';
 
 const base = 'name: demo\ninstances: 4\nrun: echo {{rank}}\n';
-
-function refused(text: string, overrides: string[] = []): SpecError {
-  try {
-    parseSpec(text, { file: 'spec.yaml', overrides });
-  } catch (error) {
-    expect(error).toBeInstanceOf(SpecError);
-    expect((error as Error).message).not.toContain('\n');
-    return error as SpecError;
-  }
-  throw new Error('the spec was accepted');
-}
 
 describe('loading a spec', () => {
   it('fills defaults and applies --set overrides as YAML values', () => {
