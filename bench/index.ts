@@ -11,8 +11,9 @@
  *   7. the seed's analysis at its full scale, lockstep vs the seed's grep -A1 (bench/seed-analysis.ts)
  *   8. following a run: the controller's store requests per minute at N=1,000 (bench/follow.ts)
  *   9. barrier latency at scale: N = 1,000 and 10,000, simulated with S3's request times and rates
+ *  10. network emulation in namespaces: round trips without and with `delay: 50ms` (bench/network.ts)
  *
- * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed,follow,scale (default all),
+ * Environment: LOCKSTEP_BENCH_ONLY=skew,requests,footprint,patterns,analysis,seed,follow,scale,network (default all),
  * LOCKSTEP_BENCH_SKEW_N=2,8,32,64, LOCKSTEP_BENCH_REPEATS=5, LOCKSTEP_BENCH_REQUEST_N=100,1000,5000,
  * LOCKSTEP_BENCH_SPREAD_MS=30000 (a shorter spread for quick runs), LOCKSTEP_BENCH_START_DELAY_MS,
  * LOCKSTEP_BENCH_LIVE_RUNS=3 (live runs per N up to 1,000; the median latency counts).
@@ -25,12 +26,13 @@ import { benchSeedAnalysis, type BenchSeedResult } from './seed-analysis.ts';
 import { patterns, simulateBarrier, type SimulationResult } from '../test/helpers/barrier-sim.ts';
 import { benchFollow, type FollowResult } from './follow.ts';
 import { benchFootprint, type FootprintResult } from './footprint.ts';
+import { benchNetwork, type NetworkResult } from './network.ts';
 import { bundleProcs } from './procs.ts';
 import { benchRequests, type BarrierFigures, type RequestsRow } from './requests.ts';
 import { benchSkew, type SkewRow } from './skew.ts';
 
 const env = process.env;
-const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed,follow,scale').split(',').map((s) => s.trim()));
+const only = new Set((env.LOCKSTEP_BENCH_ONLY ?? 'skew,requests,footprint,patterns,analysis,seed,follow,scale,network').split(',').map((s) => s.trim()));
 const numbers = (value: string | undefined, fallback: number[]) => (value ? value.split(',').map(Number) : fallback);
 const skewNs = numbers(env.LOCKSTEP_BENCH_SKEW_N, [2, 8, 32, 64]);
 const repeats = Number(env.LOCKSTEP_BENCH_REPEATS ?? 5);
@@ -62,6 +64,7 @@ const results: {
   seed?: BenchSeedResult;
   follow?: FollowResult;
   scale?: SimulationResult[];
+  network?: NetworkResult;
   goals?: Array<{ goal: string; value: string; met: boolean }>;
 } = { machine, startedAt: new Date().toISOString() };
 
@@ -100,6 +103,10 @@ try {
       log(`N=${n}: last arrival → all know ${sec(result.latencyMs)}, ${result.requestsPerNode.toFixed(2)} requests per node, ${result.late} late, agree ${result.agree}`);
       results.scale.push(result);
     }
+  }
+  if (only.has('network')) {
+    console.log('\n10. network emulation in namespaces (N=4, ping-mesh, local provider with isolation: netns)');
+    results.network = await benchNetwork({ log });
   }
   if (only.has('analysis')) {
     console.log('\n6. results analysis');
@@ -148,6 +155,11 @@ function goals(): Array<{ goal: string; value: string; met: boolean }> {
     const goalMs = row.n >= 10_000 ? 1000 : 500;
     out.push({ goal: `≤ ${goalMs / 1000} s last arrival → all know, N=${row.n.toLocaleString('en-US')} (sim., S3 rates)`, value: sec(row.latencyMs), met: row.latencyMs <= goalMs && row.late === 0 && row.agree });
     out.push({ goal: `≤ 10 requests per node, N=${row.n.toLocaleString('en-US')} (sim., S3 rates)`, value: row.requestsPerNode.toFixed(2), met: row.requestsPerNode <= 10 });
+  }
+  if (results.network && 'delayedMs' in results.network) {
+    const { undelayedMs, delayedMs } = results.network;
+    out.push({ goal: 'round trip < 10 ms without emulation (N=4, netns)', value: `${undelayedMs.toFixed(2)} ms`, met: undelayedMs < 10 });
+    out.push({ goal: 'round trip 100–150 ms with delay: 50ms (N=4, netns)', value: `${delayedMs.toFixed(1)} ms`, met: delayedMs >= 100 && delayedMs < 150 });
   }
   if (results.follow) {
     out.push({ goal: '≤ 120 controller requests/min following N=1,000', value: results.follow.requestsPerMinute.toFixed(0), met: results.follow.requestsPerMinute <= 120 });
