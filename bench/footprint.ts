@@ -6,6 +6,7 @@
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { AGENT_NODE_OPTIONS } from '../src/core/agent-node.ts';
 import { runExperiment } from '../src/controller/run.ts';
 import { layout } from '../src/core/layout.ts';
 import type { ReadyRecord } from '../src/core/manifest.ts';
@@ -32,7 +33,7 @@ export interface FootprintResult {
 
 export async function benchFootprint(options: { readonly dir: string; readonly log: (line: string) => void }): Promise<FootprintResult> {
   const bundleBytes = statSync(new URL('../dist/agent.mjs', import.meta.url)).size;
-  options.log(`footprint, agent bundle: ${(bundleBytes / 1000).toFixed(0)} KB`);
+  options.log(`footprint, agent bundle: ${(bundleBytes / 1000).toFixed(0)} KB; agent Node.js options: ${AGENT_NODE_OPTIONS.join(' ')}`);
   const folder = await measure(join(options.dir, 'footprint-folder'), undefined);
   options.log(`footprint, folder store: peak ${(folder.peakBytes / 2 ** 20).toFixed(1)} MiB, start → ready ${folder.startToReadyMs.toFixed(0)} ms`);
   const s3 = await startS3Server({ bucket: 'lockstep-footprint' });

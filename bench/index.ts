@@ -166,7 +166,7 @@ function goals(): Array<{ goal: string; value: string; met: boolean }> {
   }
   if (results.footprint) {
     const peak = Math.max(results.footprint.folder.peakBytes, results.footprint.s3.peakBytes);
-    out.push({ goal: 'agent peak memory ≤ 60 MB (folder and S3 stores)', value: `${(peak / 1e6).toFixed(0)} MB`, met: peak <= 60e6 });
+    out.push({ goal: 'agent peak memory ≤ 60 MB (folder and S3 stores)', value: `${(peak / 1e6).toFixed(1)} MB`, met: peak <= 60e6 });
     out.push({ goal: 'agent bundle ≤ 400 KB', value: `${(results.footprint.bundleBytes / 1000).toFixed(0)} KB`, met: results.footprint.bundleBytes <= 400e3 });
   }
   return out;

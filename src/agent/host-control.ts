@@ -8,6 +8,7 @@ import { closeSync, existsSync, openSync, readdirSync, readFileSync, renameSync,
 import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
+import { AGENT_NODE_OPTIONS } from '../core/agent-node.ts';
 import { AGENT_FILE, AGENT_LOG_TAIL, INSTANCE_FILE, type HostInstance, type ScannedInstance, type StartRequest, type StopReport } from '../core/host-control.ts';
 import { killProcesses, processesOfInstance } from './leftovers.ts';
 import { runUndoJournal } from './privileged.ts';
@@ -47,7 +48,7 @@ async function download(url: string, path: string): Promise<{ bytes: number }> {
 function start(request: StartRequest): { pid: number } {
   const log = openSync(join(request.dir, LOG_FILE), 'a');
   try {
-    const child = spawn(process.execPath, [AGENT_FILE], {
+    const child = spawn(process.execPath, [...AGENT_NODE_OPTIONS, AGENT_FILE], {
       cwd: request.dir,
       detached: true,
       stdio: ['ignore', log, log],

@@ -305,7 +305,9 @@ main() {
   # 6. The agent: it learns its identity and the run from instance metadata and tags.
   step run "starting the agent"
   export LOCKSTEP_IDENTITY=ec2 LOCKSTEP_WORKDIR="$WORK_DIR" HOME="${HOME:-/root}"
-  "$NODE" "$WORK_DIR/agent.mjs" 2>&1 | tee -a "$BOOT_LOG"
+  # AGENT_NODE_OPTIONS (the run's values): V8 options without spaces inside, split into words.
+  # shellcheck disable=SC2086
+  "$NODE" $AGENT_NODE_OPTIONS "$WORK_DIR/agent.mjs" 2>&1 | tee -a "$BOOT_LOG"
   local status=${PIPESTATUS[0]}
   [ "$status" -eq 0 ] || fail "the agent exited with status $status"
   exit 0

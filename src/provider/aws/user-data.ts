@@ -6,6 +6,7 @@
  * Pure: no AWS SDK here.
  */
 import { readFileSync } from 'node:fs';
+import { AGENT_NODE_OPTIONS } from '../../core/agent-node.ts';
 import { shellQuote } from '../../spec/template.ts';
 import { isS3Locator, parseS3Locator, type S3Locator } from '../../store/s3-locator.ts';
 import type { AgentBoot } from '../provider.ts';
@@ -75,6 +76,7 @@ export function renderUserData(input: UserDataInput): string {
     ['STORE_ENDPOINT', location.endpoint ?? ''],
     ['STORE_PATH_STYLE', location.forcePathStyle === undefined ? '' : String(location.forcePathStyle)],
     ['AGENT_KEY', boot.agentKey.replace(/^\/+/, '')],
+    ['AGENT_NODE_OPTIONS', AGENT_NODE_OPTIONS.join(' ')],
     ['NODE_KEY', input.node?.key ?? ''],
     ['NODE_SHA256', input.node?.sha256 ?? ''],
     ['NODE_DIR', input.node?.dir ?? ''],

@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { AGENT_NODE_OPTIONS } from '../../core/agent-node.ts';
 import { layout } from '../../core/layout.ts';
 import type { RunManifest } from '../../core/manifest.ts';
 import { openStore } from '../../store/open.ts';
@@ -93,7 +94,8 @@ export function createLocalProvider(options: LocalProviderOptions = {}): Provide
           await mkdir(workDir, { recursive: true });
           const logFd = openSync(join(workDir, 'agent.log'), 'a');
           try {
-            const command = network ? inNamespace(ip!, network.instances[index]!.namespace, [node, agentPath]) : { file: node, args: [agentPath] };
+            const args = [...AGENT_NODE_OPTIONS, agentPath];
+            const command = network ? inNamespace(ip!, network.instances[index]!.namespace, [node, ...args]) : { file: node, args };
             const child = spawn(command.file, command.args, {
               cwd: workDir,
               detached: true,

@@ -31,7 +31,7 @@ describe('user-data', () => {
       script
         .split('\n')
         .filter((line) => /^[A-Z_0-9]+=/.test(line))
-        .slice(0, 13)
+        .slice(0, 14)
         .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
     );
     expect(values).toEqual({
@@ -45,6 +45,7 @@ describe('user-data', () => {
       STORE_ENDPOINT: "''",
       STORE_PATH_STYLE: "''",
       AGENT_KEY: 'agents/0.1.0/agent.mjs',
+      AGENT_NODE_OPTIONS: "'--max-semi-space-size=1 --no-opt --no-maglev --no-sparkplug'",
       NODE_KEY: 'runtimes/node-v24.1.0-linux-arm64.tar.gz',
       NODE_SHA256: 'ab'.repeat(32),
       NODE_DIR: 'node-v24.1.0-linux-arm64',
