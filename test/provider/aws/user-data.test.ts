@@ -45,7 +45,7 @@ describe('user-data', () => {
       STORE_ENDPOINT: "''",
       STORE_PATH_STYLE: "''",
       AGENT_KEY: 'agents/0.1.0/agent.mjs',
-      AGENT_NODE_OPTIONS: "'--max-semi-space-size=1 --no-opt --no-maglev --no-sparkplug'",
+      AGENT_NODE_OPTIONS: '--max-semi-space-size=1',
       NODE_KEY: 'runtimes/node-v24.1.0-linux-arm64.tar.gz',
       NODE_SHA256: 'ab'.repeat(32),
       NODE_DIR: 'node-v24.1.0-linux-arm64',
