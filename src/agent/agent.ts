@@ -14,11 +14,11 @@ import { BarrierTimeoutError, type BarrierTuning } from './barrier.ts';
 import { lastLines, runCommand } from './exec.ts';
 import { healLeftovers } from './faults/node-faults.ts';
 import type { Identity } from './identity.ts';
+import { awaitRepeatEnding } from './left-out.ts';
 import { wanRelayFrom } from './netem.ts';
 import { recordFailure } from './records.ts';
 import { runRepeat } from './repeat.ts';
 import { decideRepeat, type RepeatAction } from './repeat-plan.ts';
-import { awaitRepeatEnding } from './left-out.ts';
 import { keepingRecord, readRepeatFacts, recordMissedRepeat, saveCheckpoint, startLife, type Checkpoint } from './restart.ts';
 import { uploadFile } from './upload.ts';
 
