@@ -10,7 +10,7 @@ import { analyseRun, analyseSweep, type Report } from './report.ts';
 import { perNodeCsv, perNodeRows, reportRows, rowsToCsv } from './rows.ts';
 import type { Analysis } from '../spec/metrics.ts';
 import { readSweepRecord, type SweepRecord } from './sweep-layout.ts';
-import { renderTables, reportTables } from './tables.ts';
+import { renderTables, reportTables, type TableOptions } from './tables.ts';
 
 export interface ResultsOptions {
   /** A run id or a sweep id. */
@@ -73,7 +73,7 @@ export type OutputFormat = 'table' | 'csv' | 'json' | 'per-node-csv' | 'per-node
  * The report as the terminal table, CSV (every number, one row each) or JSON (the report object);
  * or only the per-node values, as tidy CSV (`run,repeat,rank,metric,value`) or JSON rows.
  */
-export function formatReport(report: Report, format: OutputFormat): string {
+export function formatReport(report: Report, format: OutputFormat, tableOptions: TableOptions = {}): string {
   const keys = report.kind === 'sweep' ? report.keys : [];
   switch (format) {
     case 'csv':
@@ -85,7 +85,7 @@ export function formatReport(report: Report, format: OutputFormat): string {
     case 'per-node-json':
       return JSON.stringify(perNodeRows(report), null, 2) + '\n';
     default:
-      return renderTables(reportTables(report));
+      return renderTables(reportTables(report, tableOptions));
   }
 }
 
@@ -94,6 +94,8 @@ export interface SummaryOptions extends ResultsOptions {
   readonly write?: (text: string) => void;
   /** Also write the HTML report here (relative to `cwd`). */
   readonly html?: string;
+  /** The caller has listed the run's failures already (the end of `lockstep run`). */
+  readonly failuresListedAbove?: boolean;
 }
 
 /**
@@ -102,7 +104,7 @@ export interface SummaryOptions extends ResultsOptions {
  */
 export async function printSummary(options: SummaryOptions): Promise<Report> {
   const { report } = await collectResults(options);
-  (options.write ?? ((text: string) => process.stdout.write(text)))(formatReport(report, 'table'));
+  (options.write ?? ((text: string) => process.stdout.write(text)))(formatReport(report, 'table', { failuresListedAbove: options.failuresListedAbove }));
   if (options.html) await writeHtmlReport(report, resolve(options.cwd ?? process.cwd(), options.html));
   return report;
 }

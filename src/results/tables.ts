@@ -38,12 +38,17 @@ export interface Table {
 /** Per-repeat columns shown in the terminal; more repeats show only the over-repeat columns (all are in --csv). */
 export const MAX_REPEAT_COLUMNS = 8;
 
-export function reportTables(report: Report): Table[] {
-  return report.kind === 'run' ? [...runTables(report), ...extremeTables(report), ...faultTables(report.faults)] : [sweepTable(report)];
+export interface TableOptions {
+  /** Leave out the notes on failed ranks and instances: `lockstep run` has listed them just above. */
+  readonly failuresListedAbove?: boolean;
+}
+
+export function reportTables(report: Report, options: TableOptions = {}): Table[] {
+  return report.kind === 'run' ? [...runTables(report, options), ...extremeTables(report), ...faultTables(report.faults)] : [sweepTable(report)];
 }
 
 /** One table: a row per figure and metric statistic, a column per repeat, then mean, sd, 95% CI over repeats. */
-export function runTables(report: RunReport): Table[] {
+export function runTables(report: RunReport, options: TableOptions = {}): Table[] {
   const { figures, runId } = report;
   const repeats = figures.repeats;
   const shownRepeats = repeats.length <= MAX_REPEAT_COLUMNS ? repeats.map((r) => r.repeat) : [];
@@ -116,12 +121,14 @@ export function runTables(report: RunReport): Table[] {
     notes.push('No timings or outcomes: these logs came without the records lockstep writes (an import); the metrics are read from the logs');
   }
   if (shownRepeats.length === 0) notes.push(`${repeats.length} repeats: per-repeat values are in --csv, --json and the HTML report`);
-  for (const { rank, repeats: failed } of figures.failuresByRank) {
-    notes.push(`rank ${rank} failed in repeat${failed.length > 1 ? 's' : ''} ${failed.join(', ')}`);
+  if (!options.failuresListedAbove) {
+    for (const { rank, repeats: failed } of figures.failuresByRank) {
+      notes.push(`rank ${rank} failed in repeat${failed.length > 1 ? 's' : ''} ${failed.join(', ')}`);
+    }
   }
   const setupFailed = new Set<string>();
   for (const repeat of repeats) {
-    for (const f of repeat.instanceFailures) {
+    for (const f of options.failuresListedAbove ? [] : repeat.instanceFailures) {
       // A failed setup is recorded in every repeat; said once.
       if (f.stage === 'setup') {
         if (!setupFailed.has(f.instanceId)) notes.push(`instance ${f.instanceId}: ${f.error}`);

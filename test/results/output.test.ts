@@ -110,6 +110,12 @@ describe('outputs carry the same numbers', () => {
     expect(text).toContain('rank 0 failed in repeat 3');
     for (const line of text.split('\n')) expect(line.length).toBeLessThan(200);
   });
+
+  it('leaves out the failures when `lockstep run` has listed them above the table', () => {
+    const text = formatReport(report, 'table', { failuresListedAbove: true });
+    expect(text).not.toContain('failed in repeat');
+    expect(text).toMatch(/^commit_ms p95\s/m);
+  });
 });
 
 function aggregateOf(summary: { n: number; mean: number | null; sd: number | null; ci95: readonly [number, number] | null }, aggregate: string) {

@@ -159,7 +159,7 @@ async function showResults(id: string, locator: string): Promise<void> {
   try {
     const { printSummary } = await import('../../results/results.ts');
     const { DEFAULT_RESULTS_DIR } = await import('../../results/download.ts');
-    const report = await withStore(locator, (store) => printSummary({ id, store }));
+    const report = await withStore(locator, (store) => printSummary({ id, store, failuresListedAbove: true }));
     // A sweep is its record plus one folder per run.
     const where = report.kind === 'sweep' ? `${DEFAULT_RESULTS_DIR}/sweeps/${id}.json and one folder per run in ${DEFAULT_RESULTS_DIR}/` : `${DEFAULT_RESULTS_DIR}/${id}/`;
     console.log(`Results: ${where} (charts: lockstep results ${id} --html report.html)`);
