@@ -48,7 +48,7 @@ export async function startMoto(options: { readonly warm?: 'ec2' | 's3' } = {}):
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
     // The emulator goes when this process goes (its stdin closes), so that a crashed test leaves none behind.
-    const child = spawn('bash', ['-c', MOTO_WATCHDOG, binary, String(port)], { stdio: ['pipe', 'ignore', 'pipe'], detached: true, env: { ...process.env, ...amiEnv() } });
+    const child = spawn('bash', ['-c', MOTO_WATCHDOG, binary, String(port)], { stdio: ['pipe', 'ignore', 'pipe'], detached: true, env: { ...process.env, ...amiEnv(), ...suiteMark() } });
     let stderr = '';
     child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
@@ -95,6 +95,12 @@ export async function startMoto(options: { readonly warm?: 'ec2' | 's3' } = {}):
       },
     };
   }
+}
+
+/** Names the suite's temporary root in the emulator's environment, so that the suite's end finds a moto left running. */
+function suiteMark(): Record<string, string> {
+  const root = process.env.LOCKSTEP_TEST_ROOT;
+  return root ? { LOCKSTEP_TEST_SUITE_OF: root } : {};
 }
 
 let amiFile: string | undefined | null;
