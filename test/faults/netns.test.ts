@@ -43,6 +43,28 @@ const longestGap = (times: number[], from: number, to: number) => {
   return Math.max(...inside.slice(1).map((t, i) => t - inside[i]!));
 };
 
+/**
+ * The pair's link is cut for the fault's window: both nodes' rules hold from the later apply (done
+ * when `nft` returns) to the earlier heal (which may take effect any time after it was due), and no
+ * ping `a` sent to `b` then is answered; pings before and after are.
+ */
+function expectCut(result: NetnsRun, id: string, a: number, b: number): void {
+  const ra = record(result.results.find((r) => r.rank === a), id);
+  const rb = record(result.results.find((r) => r.rank === b), id);
+  expect(ra).toMatchObject({ healedBy: 'window' });
+  const cutFrom = Math.max(ra.appliedAt!, rb.appliedAt!);
+  const cutTo = Math.min(ra.healDueAt!, rb.healDueAt!);
+  const sent = answeredPings(result, a, b);
+  expect(sent.filter((t) => t > cutFrom + SKEW && t < cutTo - SKEW), `${id}: ${a} → ${b}: cut ${cutFrom}–${cutTo}`).toEqual([]);
+  expect(sent.some((t) => t < cutFrom), `${id}: ${a} → ${b} before`).toBe(true);
+  expect(sent.some((t) => t > cutTo), `${id}: ${a} → ${b} after`).toBe(true);
+}
+
+/** A pair that keeps its link never notices: pings sent in the window are answered, with no gap longer than a busy machine's hiccup (pings go every 50 ms). */
+function expectUnnoticed(result: NetnsRun, id: string, a: number, b: number, window: FaultRecord): void {
+  expect(longestGap(answeredPings(result, a, b), window.appliedAt!, window.healedAt!), `${id}: ${a} → ${b}`).toBeLessThan(500);
+}
+
 describe.skipIf(missing)('faults in network namespaces', () => {
   it('partition (a bridge, then a ring): cross-side pairs lose their answers for the window and get them back, same-side pairs never notice; a network fault slows one node for its window', async () => {
     const result = await runInNamespaces({
@@ -64,23 +86,8 @@ describe.skipIf(missing)('faults in network namespaces', () => {
     // The bridge of 5: ranks 0-1 | 3-4; rank 2 between them reaches both, and has no part in it (only in the ring).
     expect(byRank(2)!.faults!.map((f) => f.id)).toEqual(['2#1']);
     // 9 s of pings every 50 ms: 180 per peer; the cut lasts 1.5 s, 30 pings.
-    const cut = (id: string, a: number, b: number) => {
-      const ra = record(byRank(a), id);
-      const rb = record(byRank(b), id);
-      expect(ra).toMatchObject({ healedBy: 'window' });
-      // Both nodes' rules hold from the later apply (done when `nft` returns) to the earlier heal (which
-      // may take effect any time after it was due): no ping sent then is answered.
-      const cutFrom = Math.max(ra.appliedAt!, rb.appliedAt!);
-      const cutTo = Math.min(ra.healDueAt!, rb.healDueAt!);
-      const sent = answeredPings(result, a, b);
-      expect(sent.filter((t) => t > cutFrom + SKEW && t < cutTo - SKEW), `${id}: ${a} → ${b}: cut ${cutFrom}–${cutTo}`).toEqual([]);
-      expect(sent.some((t) => t < cutFrom), `${id}: ${a} → ${b} before`).toBe(true);
-      expect(sent.some((t) => t > cutTo), `${id}: ${a} → ${b} after`).toBe(true);
-    };
-    // Pairs that keep their link never notice: their pings sent during the cut are answered, with no
-    // gap longer than a busy machine's hiccup (pings go every 50 ms).
-    const unnoticed = (id: string, a: number, b: number, window: FaultRecord) =>
-      expect(longestGap(answeredPings(result, a, b), window.appliedAt!, window.healedAt!), `${id}: ${a} → ${b}`).toBeLessThan(500);
+    const cut = (id: string, a: number, b: number) => expectCut(result, id, a, b);
+    const unnoticed = (id: string, a: number, b: number, window: FaultRecord) => expectUnnoticed(result, id, a, b, window);
 
     for (const [a, b] of [[0, 3], [0, 4], [1, 3], [1, 4], [3, 0], [4, 1]] as const) {
       cut('0#1', a, b);
@@ -108,6 +115,38 @@ describe.skipIf(missing)('faults in network namespaces', () => {
     expect(Math.min(...inside.map((s) => s.rtt))).toBeGreaterThanOrEqual(100);
     const after = rtts.filter((s) => s.sent > slow.healedAt! + 300).map((s) => s.rtt).sort((x, y) => x - y);
     expect(after[Math.floor(after.length / 2)]).toBeLessThan(50);
+  });
+
+  it('partition shapes isolate, halves and majority-minority: exactly the pairs across the sides lose their answers for the window', async () => {
+    const result = await runInNamespaces({
+      instances: 5,
+      app: HEARTBEAT,
+      run: run(9),
+      spec: [
+        'faults:',
+        '  - { action: partition, at: 2s, duration: 1500ms, shape: isolate, targets: [4] }',
+        '  - { action: partition, at: 4s, duration: 1500ms, shape: halves }',
+        '  - { action: partition, at: 6s, duration: 1500ms, shape: majority-minority }',
+      ],
+    });
+    expect(result.outcome.ok).toBe(true);
+    expect(leftovers(result.outcome.runId)).toEqual([]);
+    // N = 5, h = 2: isolate 0-3 | 4; halves 0-1 | 2-4; majority-minority 0-2 | 3-4.
+    const shapes: Array<[id: string, sides: number[][]]> = [
+      ['0#1', [[0, 1, 2, 3], [4]]],
+      ['1#1', [[0, 1], [2, 3, 4]]],
+      ['2#1', [[0, 1, 2], [3, 4]]],
+    ];
+    for (const [id, sides] of shapes) {
+      const sideOf = (rank: number) => sides.findIndex((side) => side.includes(rank));
+      for (let a = 0; a < 5; a++) {
+        for (let b = 0; b < 5; b++) {
+          if (a === b) continue;
+          if (sideOf(a) !== sideOf(b)) expectCut(result, id, a, b);
+          else expectUnnoticed(result, id, a, b, record(result.results.find((r) => r.rank === a), id));
+        }
+      }
+    }
   });
 
   it('kill, restart and pause: a restarted node has two runs, a paused one makes no progress in its window, a killed one ends as planned', async () => {
