@@ -5,6 +5,7 @@
  * sets `LOCKSTEP_IDENTITY=ec2`. Loads no EC2 control-plane code: only the metadata client.
  */
 import { decodeTagValue, TAG } from '../core/tags.ts';
+import { imdsClient, ImdsError } from '../util/imds.ts';
 
 export interface Ec2Identity {
   readonly instanceId: string;
@@ -42,22 +43,17 @@ export class Ec2IdentityError extends Error {
 }
 
 export async function ec2Identity(options: Ec2IdentityOptions = {}): Promise<Ec2Identity> {
-  const { MetadataService } = await import('@aws-sdk/ec2-metadata-service');
-  const endpoint = options.endpoint ?? process.env.AWS_EC2_METADATA_SERVICE_ENDPOINT;
-  const imds = new MetadataService({
-    ...(endpoint ? { endpoint } : {}),
-    httpOptions: { timeout: options.timeoutMs ?? 2000 },
+  const imds = imdsClient({
+    ...(options.endpoint ? { endpoint: options.endpoint } : {}),
+    timeoutMs: options.timeoutMs ?? 2000,
     retries: options.retries ?? 3,
-    backoff: (failures) => Math.min(0.25 * 2 ** failures, 2),
-    ec2MetadataV1Disabled: true,
   });
 
   const get = async (path: string, missing: string): Promise<string> => {
     try {
-      return (await imds.request(`/latest/meta-data/${path}`, {})).trim();
+      return await imds.get(path);
     } catch (error) {
-      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404) throw new Ec2IdentityError(missing, path, { cause: error });
+      if (error instanceof ImdsError && error.status === 404) throw new Ec2IdentityError(missing, path, { cause: error });
       throw new Ec2IdentityError(
         `Instance metadata did not answer ${path} (${error instanceof Error ? error.message : String(error)}): is this an EC2 instance with the metadata service enabled?`,
         path,

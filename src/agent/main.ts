@@ -1,15 +1,14 @@
 // The agent's entry point, bundled into one file (dist/agent.mjs) that instances fetch from the store.
 import { execFile } from 'node:child_process';
 
-// The AWS SDK warns on Node 20 at its first client; lockstep pins SDK versions that support it.
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
-import { openStore } from '../store/open.ts';
+import { openLightStore } from '../store/open.ts';
 import { runAgent } from './agent.ts';
 import { resolveIdentity } from './identity.ts';
 import { killProcesses, processesOfInstance } from './leftovers.ts';
 
 const identity = await resolveIdentity();
-const store = await openStore(identity.store);
+// The light S3 driver: the agent neither bundles nor loads the AWS SDK's S3 client.
+const store = await openLightStore(identity.store);
 const terminated = new AbortController();
 for (const signal of ['SIGTERM', 'SIGINT'] as const) process.once(signal, () => terminated.abort('aborted'));
 const end = await runAgent({ identity, store, signal: terminated.signal });

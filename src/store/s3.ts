@@ -21,46 +21,33 @@ import {
 import { fromIni, fromNodeProviderChain } from '@aws-sdk/credential-providers';
 import { Upload } from '@aws-sdk/lib-storage';
 import { retry } from '../util/retry.ts';
-import { checkBucket, checkEndpoint, checkReadsPerSecond, formatS3Locator, normaliseS3Prefix, readsPerSecondOf, type S3Locator } from './s3-locator.ts';
+import {
+  checkPageSize,
+  checkS3StoreOptions,
+  CONNECT_TIMEOUT_MS,
+  halfListError,
+  isBrokenTransfer,
+  isLocalFileError,
+  MAX_PAGE_SIZE,
+  s3StoreError,
+  SOCKET_TIMEOUT_MS,
+  type S3StoreOptions,
+} from './s3-driver.ts';
+import { readsPerSecondOf } from './s3-locator.ts';
 import { checkObjectKey, StoreError, type ListOptions, type ObjectInfo, type Store } from './store.ts';
 
-export interface S3StoreOptions extends S3Locator {
-  /** Attempts per request, the first included, for throttling, 500/502/503/504 and network errors. Default 8. */
-  readonly maxAttempts?: number;
-  /** `putFile` sends files larger than this in parts of this size (at least 5 MiB). Default 8 MiB. */
-  readonly partSize?: number;
-}
-
-export const DEFAULT_MAX_ATTEMPTS = 8;
-export const DEFAULT_PART_SIZE = 8 * 1024 * 1024;
-const MIN_PART_SIZE = 5 * 1024 * 1024;
-const MAX_PAGE_SIZE = 1000;
 /** Reading a response body is not retried by the SDK; `get` and `getFile` try this often. */
 const BODY_ATTEMPTS = 4;
 
 /** A store in an S3 bucket below a prefix. Keys given to and returned by it are relative to the prefix. */
 export function createS3Store(options: S3StoreOptions): Store {
-  const bucket = options.bucket;
-  if (!bucket) throw new StoreError('S3 store needs `bucket`', 's3:');
-  const prefix = normaliseS3Prefix(options.prefix ?? '', `s3://${bucket}/`);
-  const endpoint = options.endpoint === undefined ? undefined : checkEndpoint(options.endpoint, `s3://${bucket}/`);
-  const locator = formatS3Locator({ ...options, prefix, endpoint });
-  checkBucket(bucket, locator);
-  const maxAttempts = options.maxAttempts ?? DEFAULT_MAX_ATTEMPTS;
-  if (!Number.isInteger(maxAttempts) || maxAttempts < 1) {
-    throw new StoreError(`Expected \`maxAttempts\` to be a positive integer, got \`${maxAttempts}\``, locator);
-  }
-  const readsPerSecond = options.readsPerSecond === undefined ? undefined : checkReadsPerSecond(String(options.readsPerSecond), locator);
-  const partSize = options.partSize ?? DEFAULT_PART_SIZE;
-  if (!Number.isInteger(partSize) || partSize < MIN_PART_SIZE) {
-    throw new StoreError(`Expected \`partSize\` to be an integer of at least ${MIN_PART_SIZE} (5 MiB), got \`${partSize}\``, locator);
-  }
+  const { bucket, prefix, endpoint, locator, maxAttempts, readsPerSecond, partSize } = checkS3StoreOptions(options);
 
   const config: S3ClientConfig = {
     maxAttempts,
     retryMode: 'standard',
     // A socket that goes silent (connect or mid-transfer) fails as a TimeoutError, which is retried.
-    requestHandler: { connectionTimeout: 10_000, socketTimeout: 120_000 },
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: SOCKET_TIMEOUT_MS },
   };
   if (options.region !== undefined) config.region = options.region;
   else if (endpoint !== undefined) config.region = 'us-east-1';
@@ -131,9 +118,7 @@ export function createS3Store(options: S3StoreOptions): Store {
     },
     async list(listPrefix, listOptions?: ListOptions) {
       const pageSize = listOptions?.pageSize ?? MAX_PAGE_SIZE;
-      if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > MAX_PAGE_SIZE) {
-        throw new StoreError(`Expected \`pageSize\` to be an integer from 1 to ${MAX_PAGE_SIZE}, got \`${pageSize}\``, locator);
-      }
+      checkPageSize(pageSize, locator);
       const startAfter = listOptions?.startAfter;
       const maxKeys = listOptions?.maxKeys ?? Infinity;
       const objects: ObjectInfo[] = [];
@@ -159,10 +144,7 @@ export function createS3Store(options: S3StoreOptions): Store {
           if (!page.IsTruncated) continue;
           const token = page.NextContinuationToken;
           if (!token || tokens.has(token)) {
-            throw new StoreError(
-              `S3 ListObjectsV2 of \`${prefix + listPrefix}\` returned a truncated page ${token ? 'with a repeated' : 'without a'} continuation token after ${objects.length} keys; refusing to return half a list`,
-              locator,
-            );
+            throw halfListError(locator, prefix + listPrefix, token, objects.length);
           }
           tokens.add(token);
         }
@@ -278,22 +260,13 @@ async function withBodyRetries<T>(s3: S3Context, key: string, read: () => Promis
 }
 
 function s3Error(api: string, s3: S3Context, key: string, error: unknown): StoreError {
-  const name = (error as { name?: string } | undefined)?.name;
-  const hint =
-    name === 'NoSuchBucket'
-      ? ': the bucket does not exist (create it, or check the locator\'s bucket, region and endpoint)'
-      : name === 'CredentialsProviderError'
-        ? ': no AWS credentials found (set AWS_PROFILE or the AWS_* variables, add `?profile=name`, or use an instance role)'
-        : name === 'AccessDenied' || name === 'Forbidden'
-          ? ': access denied (check the credentials and that the policy allows this bucket and prefix)'
-          : /Region is missing/.test(String((error as Error | undefined)?.message))
-            ? ': no AWS region (add `?region=…` to the locator, or set AWS_REGION)'
-            : '';
-  const attempts = (error as { $metadata?: { attempts?: number } } | undefined)?.$metadata?.attempts;
-  return new StoreError(
-    `S3 ${api} of \`${key}\` in bucket \`${s3.bucket}\` failed${attempts && attempts > 1 ? ` after ${attempts} attempts` : ''}${hint}: ${describe(error)}`,
-    s3.locator,
-    { cause: error },
+  const { name, message, $metadata } = (error ?? {}) as { name?: string; message?: string; $metadata?: { httpStatusCode?: number; attempts?: number } };
+  return s3StoreError(
+    api,
+    s3,
+    key,
+    { name: name ?? 'Error', message: message ?? String(error), status: $metadata?.httpStatusCode, attempts: $metadata?.attempts },
+    error,
   );
 }
 
@@ -313,18 +286,3 @@ function isMissingKey(error: unknown): boolean {
   return name === 'NoSuchKey' || (status === 404 && name !== 'NoSuchBucket');
 }
 
-/** Errors of the local file (a missing or unreadable source) are the caller's, not S3's. */
-function isLocalFileError(error: unknown): boolean {
-  return typeof (error as NodeJS.ErrnoException | undefined)?.path === 'string';
-}
-
-/** A connection that broke or went silent while a response body streamed in. */
-function isBrokenTransfer(error: unknown): boolean {
-  if (error instanceof StoreError) return false;
-  const { code, name, message } = (error ?? {}) as NodeJS.ErrnoException;
-  return (
-    name === 'TimeoutError' ||
-    message === 'aborted' ||
-    ['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ERR_STREAM_PREMATURE_CLOSE'].includes(code ?? '')
-  );
-}

@@ -46,6 +46,8 @@ export interface FaultProxyOptions {
   readonly slowMs?: readonly [number, number];
   /** Largest request or response body. Default 64 MiB. */
   readonly maxBodyBytes?: number;
+  /** Only requests this accepts may be failed (e.g. one part of a multipart upload). Default: every request. */
+  readonly only?: (method: string, url: string) => boolean;
 }
 
 export type FaultCounts = Record<FaultKind, number> & { requests: number; forwarded: number; faults: number };
@@ -103,7 +105,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     counts.requests++;
     const body = await readBody(req, maxBodyBytes);
-    const fault = pickFault(`${req.method} ${req.url}`);
+    const fault = options.only && !options.only(req.method ?? 'GET', req.url ?? '/') ? undefined : pickFault(`${req.method} ${req.url}`);
     if (fault) {
       counts[fault]++;
       counts.faults++;

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll } from 'vitest';
-import { openStore } from '../../src/store/open.ts';
+import { openLightStore, openStore } from '../../src/store/open.ts';
 import { startMotoS3Server, type S3Server } from '../helpers/s3-server.ts';
 import { storeContract } from './contract.ts';
 
@@ -14,11 +14,14 @@ afterAll(async () => {
   await server?.stop();
 });
 
-storeContract(
-  's3 (moto)',
-  async () => {
-    const store = await openStore(server.locator(`t${++stores}/`));
-    return { store, cleanup: () => store.dispose() };
-  },
-  { largeFileBytes: 8 * 1024 * 1024 + 123_457 },
-);
+// Both S3 drivers: the AWS SDK's (the controller's) and the light one over node:http (the agent's).
+for (const [driver, open] of [['sdk', openStore], ['http', openLightStore]] as const) {
+  storeContract(
+    `s3 (moto, ${driver} driver)`,
+    async () => {
+      const store = await open(server.locator(`t${++stores}/`));
+      return { store, cleanup: () => store.dispose() };
+    },
+    { largeFileBytes: 8 * 1024 * 1024 + 123_457 },
+  );
+}

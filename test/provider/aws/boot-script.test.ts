@@ -4,40 +4,16 @@
  * its key encoding is S3's. (The whole boot runs in the emulated cloud: test/e2e/aws-emulated.)
  */
 import { execFileSync } from 'node:child_process';
-import { createHash, createHmac, type Hash, type Hmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
+import { Sha256 } from '../../helpers/sha256.ts';
 
 const BOOT_SH = fileURLToPath(new URL('../../../src/provider/aws/boot.sh', import.meta.url));
 
 /** Runs a function of boot.sh (sourced, so that its main does not run) and prints what it prints. */
 function bootFunction(name: string, ...args: string[]): string {
   return execFileSync('bash', ['-c', `source "$1"; shift; ${name} "$@"`, 'bash', BOOT_SH, ...args], { encoding: 'utf8' });
-}
-
-type Bytes = string | ArrayBuffer | ArrayBufferView;
-const toBuffer = (data: Bytes) =>
-  typeof data === 'string' ? Buffer.from(data) : ArrayBuffer.isView(data) ? Buffer.from(data.buffer, data.byteOffset, data.byteLength) : Buffer.from(data);
-
-/** SHA-256 and HMAC-SHA-256 for the SDK signer, from node:crypto. */
-class Sha256 {
-  private hash: Hash | Hmac;
-  constructor(private readonly secret?: Bytes) {
-    this.hash = this.make();
-  }
-  private make() {
-    return this.secret === undefined ? createHash('sha256') : createHmac('sha256', toBuffer(this.secret));
-  }
-  update(data: Bytes) {
-    this.hash.update(toBuffer(data));
-  }
-  async digest() {
-    return new Uint8Array(this.hash.digest());
-  }
-  reset() {
-    this.hash = this.make();
-  }
 }
 
 /** S3's encoding of a key path: every byte but unreserved characters and `/`. */
