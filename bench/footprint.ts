@@ -1,7 +1,7 @@
 /**
  * One agent's footprint: its peak resident memory (VmHWM of the agent process, sampled until it
  * exits) and the time from its process start to its ready record, in a real local run with the
- * folder store and with the S3 store (s3rver on loopback; the AWS SDK loaded, as on EC2).
+ * folder store and with the S3 store (s3rver on loopback; the agent's own S3 driver, as on EC2).
  */
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { rm } from 'node:fs/promises';

@@ -11,7 +11,11 @@ export interface S3Locator {
   readonly bucket: string;
   /** Key prefix every key is relative to; normalised to `''` or a string ending in `/`. Default `''`. */
   readonly prefix?: string;
-  /** AWS region. Default: the SDK's chain (`AWS_REGION`, the profile), or `us-east-1` with an `endpoint`. */
+  /**
+   * AWS region. Default: the SDK driver, `us-east-1` with an `endpoint`, else the SDK's chain
+   * (`AWS_REGION`, the profile); the agent's light driver, `AWS_REGION` or `AWS_DEFAULT_REGION`, else
+   * `us-east-1` with an endpoint, else none (its requests fail, saying so).
+   */
   readonly region?: string;
   /** An S3-compatible endpoint such as `http://127.0.0.1:4568`. Default: AWS S3 itself. */
   readonly endpoint?: string;

@@ -2,8 +2,9 @@
  * A strict reader of the few XML answers S3 gives the light driver: ListObjectsV2's
  * `<ListBucketResult>`, `<Error>`, and single values (`<UploadId>`). S3's answers have a fixed shape
  * with no attributes, CDATA or nesting of the same element, so each value is the text between its
- * tags, with XML's entities decoded. A 1,000-key page reads in about a millisecond (a general XML
- * parser takes several); the barrier's watcher reads many.
+ * tags, with XML's entities decoded. A 1,000-key page reads in 3–5 ms on a busy 2-core machine,
+ * where fast-xml-parser takes ~25 ms and the AWS SDK ~28 ms, in 1.5 KB of bundle instead of 20 KB;
+ * the barrier's watcher reads many.
  */
 import type { ObjectInfo } from './store.ts';
 
