@@ -47,5 +47,20 @@ await Promise.all([
     legalComments: 'none',
     // Some bundled dependencies are CommonJS and call require().
     banner: { js: "import { createRequire as __lockstepRequire } from 'node:module'; const require = __lockstepRequire(import.meta.url);" },
-  }),
+    metafile: true,
+  }).then(checkAgentBundle),
 ]);
+
+/**
+ * Every instance downloads and loads the agent: it talks to S3 with its own light driver
+ * (src/store/s3-http.ts). An import that pulls the AWS SDK into it again fails the build.
+ */
+function checkAgentBundle({ metafile }) {
+  // What is in the output (esbuild reads, then drops, the modules only unused functions import).
+  const bundled = Object.entries(metafile.outputs['dist/agent.mjs'].inputs).filter(([, { bytesInOutput }]) => bytesInOutput > 0);
+  const heavy = bundled.map(([input]) => input).filter((input) => /node_modules\/@(aws-sdk|smithy)\//.test(input));
+  if (heavy.length > 0) {
+    const packages = [...new Set(heavy.map((input) => input.split('/').slice(1, 3).join('/')))];
+    throw new Error(`dist/agent.mjs bundles the AWS SDK (${packages.join(', ')}): the agent opens stores with openLightStore and imports no SDK module`);
+  }
+}

@@ -25,6 +25,78 @@ afterAll(async () => {
   await server?.stop();
 });
 
+describe('parseS3Locator', () => {
+  it('reads every part of a locator', () => {
+    expect(
+      parseS3Locator('s3://my-bucket/some/prefix?region=eu-west-1&endpoint=http://127.0.0.1:4568&pathStyle=true&profile=lab'),
+    ).toEqual({
+      bucket: 'my-bucket',
+      prefix: 'some/prefix/',
+      region: 'eu-west-1',
+      endpoint: 'http://127.0.0.1:4568',
+      forcePathStyle: true,
+      profile: 'lab',
+    });
+  });
+
+  it('normalises the prefix to empty or ending in a slash', () => {
+    expect(parseS3Locator('s3://bucket')).toEqual({ bucket: 'bucket', prefix: '' });
+    expect(parseS3Locator('s3://bucket/').prefix).toBe('');
+    expect(parseS3Locator('s3://bucket/a').prefix).toBe('a/');
+    expect(parseS3Locator('s3://bucket/a/b/').prefix).toBe('a/b/');
+    expect(parseS3Locator('s3://bucket/with%20space/x').prefix).toBe('with space/x/');
+    expect(parseS3Locator('s3://bucket/x?pathStyle=false').forcePathStyle).toBe(false);
+  });
+
+
+  it('round-trips through formatS3Locator', () => {
+    for (const locator of [
+      's3://bucket/',
+      's3://bucket/a/b/?region=us-east-1',
+      's3://b.c-d/with%20space/?region=us-east-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&pathStyle=true&profile=lab',
+      's3://bucket/x/?endpoint=http%3A%2F%2F127.0.0.1%3A9000&readsPerSecond=2000',
+    ]) {
+      expect(formatS3Locator(parseS3Locator(locator))).toBe(locator);
+    }
+  });
+
+  it.each([
+    ['s3:///prefix', /names no bucket/],
+    ['s3://Bucket/x', /Invalid bucket name `Bucket`.*lowercase/],
+    ['s3://ab/x', /Invalid bucket name `ab`/],
+    ['s3://bucket:9000/x', /a port belongs in the endpoint, e\.g\. \?endpoint=http:\/\/127\.0\.0\.1:9000/],
+    ['s3://bucket/x?regoin=us-east-1', /Unknown parameter `regoin`.*region, endpoint, pathStyle, profile, readsPerSecond/],
+    ['s3://bucket/x?readsPerSecond=fast', /Invalid readsPerSecond `fast`.*readsPerSecond=2000/],
+    ['s3://bucket/x?readsPerSecond=0', /Invalid readsPerSecond `0`/],
+    ['s3://bucket/x?region=a&region=b', /appears twice/],
+    ['s3://bucket/x?endpoint=ftp://host', /Invalid endpoint `ftp:\/\/host`.*http:\/\/ or https:\/\//],
+    ['s3://bucket/x?endpoint=127.0.0.1:4568', /Invalid endpoint/],
+    ['s3://bucket/x?pathStyle=yes', /pathStyle=true or pathStyle=false/],
+    ['s3://bucket/x?profile=', /Empty `profile`/],
+    ['s3://bucket/x?region=US East', /Invalid region/],
+    ['s3://bucket/a//b', /Invalid prefix/],
+    ['not a url', /Invalid S3 locator.*s3:\/\/bucket\/prefix/],
+    ['http://bucket/x', /must start with s3:\/\//],
+  ])('rejects %s with a message naming the fix', (locator, message) => {
+    expect(() => parseS3Locator(locator)).toThrow(StoreError);
+    expect(() => parseS3Locator(locator)).toThrow(message);
+  });
+
+  it('refuses credentials in the locator without repeating them', () => {
+    let caught: unknown;
+    try {
+      parseS3Locator('s3://AKIAEXAMPLE:s3cr3t@bucket/x');
+    } catch (error) {
+      caught = error;
+    }
+    expect(caught).toBeInstanceOf(StoreError);
+    const error = caught as StoreError;
+    expect(error.message).toMatch(/must not hold credentials.*profile/);
+    expect(`${error.message} ${error.locator}`).not.toMatch(/s3cr3t|AKIAEXAMPLE/);
+  });
+
+});
+
 // Both S3 drivers: the AWS SDK's (the controller's) and the light one over node:http (the agent's).
 const DRIVERS = [
   ['sdk', createS3Store, openStore],
@@ -48,82 +120,16 @@ for (const [driver, createStore, open] of DRIVERS) {
     { largeFileBytes: 8 * MiB + 123_457, conditionalWrites: false },
   );
 
-  describe(`parseS3Locator (${driver} driver)`, () => {
-    it('reads every part of a locator', () => {
-      expect(
-        parseS3Locator('s3://my-bucket/some/prefix?region=eu-west-1&endpoint=http://127.0.0.1:4568&pathStyle=true&profile=lab'),
-      ).toEqual({
-        bucket: 'my-bucket',
-        prefix: 'some/prefix/',
-        region: 'eu-west-1',
-        endpoint: 'http://127.0.0.1:4568',
-        forcePathStyle: true,
-        profile: 'lab',
-      });
-    });
-
-    it('normalises the prefix to empty or ending in a slash', () => {
-      expect(parseS3Locator('s3://bucket')).toEqual({ bucket: 'bucket', prefix: '' });
-      expect(parseS3Locator('s3://bucket/').prefix).toBe('');
-      expect(parseS3Locator('s3://bucket/a').prefix).toBe('a/');
-      expect(parseS3Locator('s3://bucket/a/b/').prefix).toBe('a/b/');
-      expect(parseS3Locator('s3://bucket/with%20space/x').prefix).toBe('with space/x/');
-      expect(parseS3Locator('s3://bucket/x?pathStyle=false').forcePathStyle).toBe(false);
-    });
-
+  describe(`s3 store options (${driver} driver)`, () => {
     it('paces the barrier by AWS S3\'s rate, by a cautious one for another server, or by the locator\'s readsPerSecond', () => {
       expect(createStore(parseS3Locator('s3://bucket/x?region=us-east-1')).readsPerSecond).toBe(4000);
       expect(createStore(parseS3Locator('s3://bucket/x?endpoint=http://127.0.0.1:9000')).readsPerSecond).toBe(500);
       expect(createStore(parseS3Locator('s3://bucket/x?endpoint=http://127.0.0.1:9000&readsPerSecond=20000')).readsPerSecond).toBe(20000);
+      // AWS S3's rate holds per prefix; another server's is one rate in all.
+      expect(createStore(parseS3Locator('s3://bucket/x?region=us-east-1')).readRatePerPrefix).toBe(true);
+      expect(createStore(parseS3Locator('s3://bucket/x?endpoint=http://127.0.0.1:9000')).readRatePerPrefix).toBe(false);
     });
-
-    it('round-trips through formatS3Locator', () => {
-      for (const locator of [
-        's3://bucket/',
-        's3://bucket/a/b/?region=us-east-1',
-        's3://b.c-d/with%20space/?region=us-east-1&endpoint=http%3A%2F%2F127.0.0.1%3A9000&pathStyle=true&profile=lab',
-        's3://bucket/x/?endpoint=http%3A%2F%2F127.0.0.1%3A9000&readsPerSecond=2000',
-      ]) {
-        expect(formatS3Locator(parseS3Locator(locator))).toBe(locator);
-      }
-    });
-
-    it.each([
-      ['s3:///prefix', /names no bucket/],
-      ['s3://Bucket/x', /Invalid bucket name `Bucket`.*lowercase/],
-      ['s3://ab/x', /Invalid bucket name `ab`/],
-      ['s3://bucket:9000/x', /a port belongs in the endpoint, e\.g\. \?endpoint=http:\/\/127\.0\.0\.1:9000/],
-      ['s3://bucket/x?regoin=us-east-1', /Unknown parameter `regoin`.*region, endpoint, pathStyle, profile, readsPerSecond/],
-      ['s3://bucket/x?readsPerSecond=fast', /Invalid readsPerSecond `fast`.*readsPerSecond=2000/],
-      ['s3://bucket/x?readsPerSecond=0', /Invalid readsPerSecond `0`/],
-      ['s3://bucket/x?region=a&region=b', /appears twice/],
-      ['s3://bucket/x?endpoint=ftp://host', /Invalid endpoint `ftp:\/\/host`.*http:\/\/ or https:\/\//],
-      ['s3://bucket/x?endpoint=127.0.0.1:4568', /Invalid endpoint/],
-      ['s3://bucket/x?pathStyle=yes', /pathStyle=true or pathStyle=false/],
-      ['s3://bucket/x?profile=', /Empty `profile`/],
-      ['s3://bucket/x?region=US East', /Invalid region/],
-      ['s3://bucket/a//b', /Invalid prefix/],
-      ['not a url', /Invalid S3 locator.*s3:\/\/bucket\/prefix/],
-      ['http://bucket/x', /must start with s3:\/\//],
-    ])('rejects %s with a message naming the fix', (locator, message) => {
-      expect(() => parseS3Locator(locator)).toThrow(StoreError);
-      expect(() => parseS3Locator(locator)).toThrow(message);
-    });
-
-    it('refuses credentials in the locator without repeating them', () => {
-      let caught: unknown;
-      try {
-        parseS3Locator('s3://AKIAEXAMPLE:s3cr3t@bucket/x');
-      } catch (error) {
-        caught = error;
-      }
-      expect(caught).toBeInstanceOf(StoreError);
-      const error = caught as StoreError;
-      expect(error.message).toMatch(/must not hold credentials.*profile/);
-      expect(`${error.message} ${error.locator}`).not.toMatch(/s3cr3t|AKIAEXAMPLE/);
-    });
-
-    it('checks the options of createS3Store', () => {
+    it('checks its options', () => {
       expect(() => createStore({ bucket: '' })).toThrow(/needs `bucket`/);
       expect(() => createStore({ bucket: 'b_c' })).toThrow(/Invalid bucket name/);
       expect(() => createStore({ bucket: 'bucket', partSize: MiB })).toThrow(/partSize/);
