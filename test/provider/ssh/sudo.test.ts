@@ -145,10 +145,11 @@ describe.skipIf(missing)('SSH hosts where the login is not root, with an S3 stor
     cpSync(resolve('examples/faults/app'), join(dir, 'app'), { recursive: true });
     const spec = readFileSync(join(dir, 'spec.yaml'), 'utf8')
       .replace(/^network: .*\n/m, '')
-      .replace(/^run: .*$/m, 'run: node heartbeat.mjs --hosts {{hostsFile}} --rank {{rank}} --duration 5 --interval 50 --state {{outputDir}}');
+      .replace(/^run: .*$/m, 'run: node heartbeat.mjs --hosts {{hostsFile}} --rank {{rank}} --duration 7 --interval 50 --state {{outputDir}}');
     writeFileSync(
       join(dir, 'spec.yaml'),
-      spec + ['faults:', '  - { action: partition, at: 1s, duration: 1500ms, sides: ["0", "1"] }', '  - { action: kill, at: 3500ms, targets: "1" }'].join('\n') + '\n',
+      // The cut comes late enough after T for both heartbeats to be up and pinging on a busy machine.
+      spec + ['faults:', '  - { action: partition, at: 2500ms, duration: 1500ms, sides: ["0", "1"] }', '  - { action: kill, at: 5s, targets: "1" }'].join('\n') + '\n',
     );
     const outcome = await runExperiment({ loaded: loadSpec(join(dir, 'spec.yaml')), home: join(dir, 'home'), cwd: dir, pollIntervalMs: 200 });
     expect({ ok: outcome.ok, lost: outcome.lostInstances }).toEqual({ ok: true, lost: [] });
