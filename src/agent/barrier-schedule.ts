@@ -42,6 +42,14 @@ export interface BarrierTuning {
   readonly lullFraction: number;
   /** A ready record stamped this long before a LIST may still be missing from it (its PUT in flight). */
   readonly putWindowMs: number;
+  /**
+   * Near completion a waiting node sleeps this fraction of the way to the watcher's likely completion
+   * time (`likelyAt`) before it looks, never past what still lets it learn T in time: few looks while
+   * the last arrivals are still expected, every poll period once they may be in.
+   */
+  readonly approachFraction: number;
+  /** The recent arrival rate behind `likelyAt` is taken over at least this many of the latest arrivals. */
+  readonly rateWindow: number;
   /** Near completion a waiting node looks about this often (the watcher LISTs more often). */
   readonly pollEveryMs: number;
   /** All waiting nodes together GET the progress record at most this often per second. Default: the store's `readsPerSecond`. */
@@ -64,16 +72,18 @@ export function defaultTuning(startDelayMs: number): BarrierTuning {
   const minCycleMs = Math.max(20, Math.min(100, startDelayMs / 6));
   return {
     minCycleMs,
-    listDuty: 0.5,
+    listDuty: 1,
     listPageMs: 100,
     heartbeatMs: 2000,
     staleMs: 8000,
     maxSleepMs: 15_000,
-    spanFraction: 2,
+    spanFraction: 3,
     burstFactor: 1,
-    confidence: 2,
+    confidence: 1.5,
     lullFraction: 0.5,
     putWindowMs: 300,
+    approachFraction: 0.7,
+    rateWindow: 50,
     pollEveryMs: Math.min(250, startDelayMs / 3),
     maxPollsPerSecond: 4000,
     fetchConcurrency: 48,
@@ -133,45 +143,82 @@ export function staleAfter(progress: BarrierProgress, tuning: BarrierTuning): nu
 
 /**
  * When a waiting node looks next. Far from completion: at the quiet horizon the watcher published.
- * Near it: just after the watcher's next progress record is due, every few cycles when many nodes
- * wait (so that they stay within `maxPollsPerSecond` together).
+ * Near it: once per poll period (`pollPeriodMs`: all nodes together stay within `maxPollsPerSecond`),
+ * or per watcher cycle when that is longer.
  */
 export function nextPollAt(progress: BarrierProgress, context: PollContext): number {
   const now = context.now;
-  const { cycleMs, nextListAt, writeLagMs, quietUntil } = progress;
+  const { cycleMs, quietUntil } = progress;
   const periodMs = pollPeriodMs(context.expected, context.tuning);
   // Far from completion, or a record of the watcher's long cycles (it LISTs more often near the
   // horizon): look after the horizon, the nodes spread over one poll period.
   if (quietUntil - now > 2 * cycleMs || (quietUntil > now && cycleMs > periodMs)) {
     return Math.min(quietUntil + context.slot * periodMs, now + context.tuning.maxSleepMs);
   }
-  // The first progress record worth reading is the first one written after the quiet horizon.
-  const lag = writeLagMs * 1.2 + 5;
-  const stride = Math.max(1, Math.floor(periodMs / cycleMs + 1e-9));
-  // Spread over the stride (which cycle) and a little within the cycle (not all at the same ms).
-  // The polls come just after the watcher's write, so they keep out of the way of its next LIST.
-  const offset = Math.floor(context.slot * stride);
-  const spread = Math.min(cycleMs / 4, 40) * context.slot;
+  // Near it: not before the horizon, nor before part of the way to when the set likely completes
+  // (`approachUntil`); then at this node's point of a grid of poll periods all nodes share, spread
+  // over the period by their slots: every node looks once a period, the load stays even, and once
+  // the watcher writes the start record every node reads it within one period. Never more often
+  // than the watcher writes (a slow store makes its cycle long).
+  const gridMs = Math.max(periodMs, cycleMs);
+  const phase = context.slot * gridMs;
   const from = Math.max(now + 1, quietUntil);
-  let cycle = Math.max(0, Math.ceil((from - lag - spread - nextListAt) / cycleMs));
-  cycle += (((offset - cycle) % stride) + stride) % stride;
-  return Math.max(now + 1, nextListAt + cycle * cycleMs + lag + spread);
+  const next = Math.ceil((from - phase) / gridMs) * gridMs + phase;
+  // Approaching: the last point of the grid before the target (never after it: see approachUntil).
+  const approach = Math.floor((approachUntil(progress, context) - phase) / gridMs) * gridMs + phase;
+  return Math.max(next, approach);
+}
+
+/**
+ * Near completion, how long a waiting node may sleep before it looks: `approachFraction` of the way
+ * to the watcher's `likelyAt`, but never past the moment that still lets it learn T in time whatever
+ * arrives meanwhile. The set was incomplete at the LIST behind `progress`, so a record missing from it
+ * is stamped after `listedAt - putWindowMs`, and T comes at least the start delay after that; a look
+ * a poll period before T is in time. Not a horizon: T does not depend on it.
+ */
+export function approachUntil(progress: BarrierProgress, context: PollContext): number {
+  const { likelyAt, listedAt } = progress;
+  if (likelyAt === undefined || likelyAt <= context.now) return -Infinity;
+  const { tuning } = context;
+  const safe = listedAt - tuning.putWindowMs + effectiveStartDelayMs(context.startDelayMs, context.expected, tuning) - pollPeriodMs(context.expected, tuning);
+  return Math.min(context.now + tuning.approachFraction * (likelyAt - context.now), safe);
 }
 
 /** What a waiting node needs to choose its next look (`nextPollAt`). */
 export interface PollContext {
   /** Epoch ms now. */
   readonly now: number;
-  readonly tuning: Pick<BarrierTuning, 'maxSleepMs' | 'pollEveryMs' | 'maxPollsPerSecond' | 'progressCopies'>;
+  readonly tuning: Pick<
+    BarrierTuning,
+    'maxSleepMs' | 'pollEveryMs' | 'maxPollsPerSecond' | 'progressCopies' | 'approachFraction' | 'putWindowMs' | 'listPageMs' | 'listDuty'
+  >;
   /** This node's place in [0, 1) (`spreadOf` its id). */
   readonly slot: number;
   readonly expected: number;
+  /** The start delay asked for (`effectiveStartDelayMs` makes it longer for many nodes). */
+  readonly startDelayMs: number;
+}
+
+/**
+ * When the set likely completes, judged from the arrivals the watcher knows (sorted readyAts, the
+ * latest ones too): the missing ones at the rate of the latest `rateWindow` arrivals (or of as many
+ * as are missing, when more). A guess for pacing the waiting nodes' looks, not a bound.
+ */
+export function likelyCompletion(sorted: readonly number[], expected: number, tuning: Pick<BarrierTuning, 'rateWindow'>): number | undefined {
+  const k = sorted.length;
+  const missing = expected - k;
+  if (k < 2 || missing < 1) return undefined;
+  const from = Math.max(0, k - Math.max(tuning.rateWindow, missing));
+  const gapMs = (sorted[k - 1]! - sorted[from]!) / (k - 1 - from);
+  return sorted[k - 1]! + missing * gapMs;
 }
 
 /** The watcher's next cycle, from what its last LIST showed. */
 export interface WatcherCycle {
   /** Until then the set is very unlikely to be complete. */
   readonly quietUntil: number;
+  /** When it likely completes (`likelyCompletion`). */
+  readonly likelyAt?: number;
   readonly cycleMs: number;
   readonly nextListAt: number;
 }
@@ -191,7 +238,8 @@ export function watcherCycle(
   const { now, listedAt, listMs } = timing;
   const nearCycle = Math.max(tuning.minCycleMs, listMs / tuning.listDuty);
   const proven = listedAt - tuning.putWindowMs;
-  const prefix = readyAts.filter((at) => at <= proven).sort((a, b) => a - b);
+  const sorted = [...readyAts].sort((a, b) => a - b);
+  const prefix = sorted.filter((at) => at <= proven);
   const quietUntil = Math.max(
     arrivalHorizon(prefix, prefix.length, expected, tuning),
     lullHorizon(prefix[prefix.length - 1], proven, effectiveStartDelayMs(startDelayMs, expected, tuning), tuning),
@@ -199,7 +247,20 @@ export function watcherCycle(
   const quietMs = Math.max(0, quietUntil - now);
   const near = quietMs < 2 * nearCycle;
   const cycleMs = near ? nearCycle : Math.min(Math.max(nearCycle, quietMs / 2), Math.max(nearCycle, tuning.heartbeatMs));
-  return { quietUntil, cycleMs, nextListAt: Math.max(now + 1, listedAt + cycleMs) };
+  const likelyAt = likelyCompletion(sorted, expected, tuning);
+  return { quietUntil, cycleMs, nextListAt: Math.max(now + 1, listedAt + cycleMs), ...(likelyAt !== undefined && { likelyAt }) };
+}
+
+/**
+ * The watcher's next LIST: at its cycle, or earlier so that its record is fresh when the nodes asleep
+ * to a horizon it published (`wakes`) look: a record written up to a long cycle before the horizon
+ * would send them to an earlier next horizon than what the watcher knows by then. `leadMs`: from the
+ * start of a LIST to its record being stored.
+ */
+export function freshListAt(nextListAt: number, wakes: readonly number[], leadMs: number, now: number): number {
+  let at = nextListAt;
+  for (const wake of wakes) if (wake - leadMs > now) at = Math.min(at, wake - leadMs);
+  return at;
 }
 
 /**
@@ -226,7 +287,8 @@ export function arrivalHorizon(
   // `run` arrivals span run - 1 gaps; the remaining ones need `missing` gaps at most, the first of
   // which may be almost over: count missing - 1.
   // Fewer arrivals tell less: allow for `confidence` standard deviations of a Poisson run.
-  const windows = k - run + 1;
+  // Overlapping windows are not independent: k arrivals hold about k / run runs that share none.
+  const windows = Math.max(1, k / run);
   const spread = Math.max(0, 1 - tuning.confidence * Math.sqrt((1 / (run - 1) + 1 / Math.max(1, missing - 1)) / windows));
   const byRate = ((fastest / (run - 1)) * (missing - 1) * spread) / tuning.burstFactor;
   const bySpan = tuning.spanFraction * (last - sorted[0]!);
@@ -268,7 +330,7 @@ export function startRecord(
 /**
  * The start delay, longer for many nodes: when they must look less often than every `pollEveryMs`
  * to stay within `maxPollsPerSecond` together, and when a LIST of the ready records takes several
- * pages (above 1,000 nodes): by 0.9 s + 0.8 s at 5,000 nodes with the defaults.
+ * pages (above 1,000 nodes): by 1.0 s + 0.4 s at 5,000 nodes reading one record at 4,000 GET/s.
  */
 export function effectiveStartDelayMs(
   startDelayMs: number,

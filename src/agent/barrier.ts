@@ -6,6 +6,7 @@ import { clockOffsetMs, expectWakers, preciseNow } from '../util/clock.ts';
 import { eachLimited } from '../util/pool.ts';
 import {
   defaultTuning,
+  freshListAt,
   nextPollAt,
   progressCopiesFor,
   sharingThisMachine,
@@ -170,7 +171,7 @@ export async function awaitBarrier(request: BarrierRequest): Promise<BarrierOutc
       if (start) return finish(start);
       continue;
     }
-    const next = nextPollAt(progress, { now: clock.now(), tuning, slot: context.slot, expected });
+    const next = nextPollAt(progress, { now: clock.now(), tuning, slot: context.slot, expected, startDelayMs: request.startDelayMs });
     await clock.sleep(Math.min(next, context.giveUpAt) - clock.now(), request.signal);
   }
 }
@@ -254,9 +255,22 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
   let lastPutMs = 0;
   let writes = 0;
   let lastRivalCheck = -Infinity;
+  // Horizons this watcher published that are still ahead: nodes will wake there.
+  let wakes: number[] = [];
+  // The progress record goes out while the next LIST runs (a cycle is then one LIST, not a LIST and
+  // a PUT); it is awaited before the next write, so that the records land in order.
+  let writing: Promise<unknown> = Promise.resolve();
+  let writeFailure: { error: unknown } | undefined;
+  const written = async () => {
+    await writing;
+    if (writeFailure) throw writeFailure.error;
+  };
   for (;;) {
     request.signal?.throwIfAborted();
-    if (clock.now() >= context.giveUpAt) return await giveUp(context);
+    if (clock.now() >= context.giveUpAt) {
+      await written();
+      return await giveUp(context);
+    }
     const listedAt = clock.now();
     const keys = await listReady(store, context.readyPrefix, [...records.keys()].sort());
     const listMs = clock.now() - listedAt;
@@ -269,13 +283,17 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
         // A quorum close can happen only after the earliest member's deadline (+ the grace).
         const quorumDeadline = Math.min(...members.map((m) => m.readyAt)) + request.timeoutMs;
         const noQuorumYet = (request.minMembers ?? expected) >= expected || clock.now() < quorumDeadline;
+        await written();
         return await settle(context, startRecord(members, request.startDelayMs, me, false, { expected, tuning }), noQuorumYet);
       }
     }
 
     const now = clock.now();
     const readyAts = [...records.values()].map((r) => r.readyAt);
-    const { quietUntil, cycleMs, nextListAt } = watcherCycle(readyAts, { now, listedAt, listMs }, expected, request.startDelayMs, tuning);
+    const cycle = watcherCycle(readyAts, { now, listedAt, listMs }, expected, request.startDelayMs, tuning);
+    const { quietUntil, likelyAt, cycleMs } = cycle;
+    wakes = wakes.filter((wake) => wake > now);
+    const nextListAt = freshListAt(cycle.nextListAt, wakes, clock.now() - listedAt + lastPutMs + 5, now);
     // Written when something changed (or as a heartbeat): readers who find an older record count
     // the watcher's cycles on from its nextListAt.
     const due = !lastWrite || lastWrite.count !== keys.length || now - lastWrite.at >= 0.75 * tuning.heartbeatMs;
@@ -284,6 +302,7 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
       // was only slow): the one with the smaller id goes on.
       if (writes === 0 || now - lastRivalCheck >= tuning.heartbeatMs) {
         lastRivalCheck = now;
+        await written();
         const read = await readProgress(context);
         const other = read === 'unreadable' ? undefined : read;
         if (other?.start) return other.start;
@@ -308,11 +327,16 @@ async function watch(context: Context): Promise<StartRecord | undefined> {
         cycleMs,
         nextListAt,
         quietUntil,
+        ...(likelyAt !== undefined && { likelyAt }),
       };
+      await written();
       const putStart = clock.now();
-      await putProgress(context, progress);
-      lastPutMs = clock.now() - putStart;
+      writing = putProgress(context, progress).then(
+        () => (lastPutMs = clock.now() - putStart),
+        (error: unknown) => (writeFailure = { error }),
+      );
       lastWrite = { at: progress.updatedAt, count: keys.length };
+      if (quietUntil - now > 10 * tuning.minCycleMs) wakes.push(quietUntil);
       writes++;
     }
     await clock.sleep(Math.min(nextListAt, context.giveUpAt) - clock.now(), request.signal);

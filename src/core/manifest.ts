@@ -98,6 +98,11 @@ export interface BarrierProgress {
   readonly nextListAt: number;
   /** Until then the set is very unlikely to be complete: waiting nodes may sleep. */
   readonly quietUntil: number;
+  /**
+   * The watcher's best guess of when the set completes, at the recent arrival rate (not a bound:
+   * waiting nodes approach it, see `nextPollAt`). Absent from watchers of older versions.
+   */
+  readonly likelyAt?: number;
   readonly start?: StartRecord;
 }
 

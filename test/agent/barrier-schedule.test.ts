@@ -1,8 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
+  approachUntil,
   arrivalHorizon,
   defaultTuning,
   effectiveStartDelayMs,
+  freshListAt,
+  likelyCompletion,
   lullHorizon,
   nextPollAt,
   pollPeriodMs,
@@ -114,6 +117,17 @@ describe('barrier schedule: horizons', () => {
     expect(horizon - sorted[99]!).toBeLessThanOrEqual(tuning.spanFraction * (sorted[99]! - sorted[0]!));
   });
 
+  it('no prefix of uniform arrivals puts its horizon past the last arrival (sleepers would learn T late)', () => {
+    // Seed 1000 is the bench's: counting overlapping runs as independent put one horizon 0.87 s past it.
+    for (let seed = 1000; seed < 1012; seed++) {
+      const random = seededRandom(seed);
+      const sorted = Array.from({ length: 1000 }, () => random() * 30_000).sort((a, b) => a - b);
+      let worst = -Infinity;
+      for (let k = 2; k < 1000; k++) worst = Math.max(worst, arrivalHorizon(sorted, k, 1000, tuning));
+      expect(worst, `seed ${seed}`).toBeLessThanOrEqual(sorted[999]!);
+    }
+  });
+
   it('never sleeps further than maxSleepMs', () => {
     const sorted = evenly(500, 1000);
     expect(arrivalHorizon(sorted, 500, 100_000, tuning) - sorted[499]!).toBe(tuning.maxSleepMs);
@@ -144,23 +158,76 @@ describe('barrier schedule: the watcher and the waiting nodes', () => {
   });
 
   it('a waiting node sleeps to the quiet horizon when it is far, the nodes spread over one poll period after it', () => {
-    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0, expected: 10 })).toBe(5000);
-    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0.5, expected: 10 })).toBe(5000 + 0.5 * tuning.pollEveryMs);
-    expect(nextPollAt(progress({ quietUntil: 60_000 }), { now: 0, tuning, slot: 0.5, expected: 10 })).toBe(tuning.maxSleepMs);
+    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0, expected: 10, startDelayMs: 1000 })).toBe(5000);
+    expect(nextPollAt(progress({ quietUntil: 5000 }), { now: 0, tuning, slot: 0.5, expected: 10, startDelayMs: 1000 })).toBe(5000 + 0.5 * tuning.pollEveryMs);
+    expect(nextPollAt(progress({ quietUntil: 60_000 }), { now: 0, tuning, slot: 0.5, expected: 10, startDelayMs: 1000 })).toBe(tuning.maxSleepMs);
   });
 
-  it('near completion, a node looks just after one of the watcher\'s writes, never before now', () => {
+  it('near completion, every node looks once a poll period, at its own point of the period', () => {
+    const period = pollPeriodMs(10, tuning);
     for (const slot of [0, 0.25, 0.5, 0.99]) {
-      const next = nextPollAt(progress({}), { now: 50, tuning, slot, expected: 10 });
-      expect(next).toBeGreaterThan(50);
-      const sinceList = (next - 100) % 100;
-      expect(sinceList).toBeGreaterThanOrEqual(20);
+      let now = 50;
+      const looks: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        now = nextPollAt(progress({}), { now: now + 15, tuning, slot, expected: 10, startDelayMs: 1000 });
+        looks.push(now);
+      }
+      expect(looks[0]).toBeGreaterThan(50);
+      for (let i = 1; i < looks.length; i++) expect(looks[i]! - looks[i - 1]!).toBeCloseTo(period, 6);
+      expect(looks[0]! % period).toBeCloseTo(slot * period, 6);
     }
+  });
+
+  it('near completion, a node looks no more often than the watcher writes', () => {
+    const first = nextPollAt(progress({ cycleMs: 600 }), { now: 50, tuning, slot: 0.3, expected: 10, startDelayMs: 1000 });
+    const second = nextPollAt(progress({ cycleMs: 600 }), { now: first + 15, tuning, slot: 0.3, expected: 10, startDelayMs: 1000 });
+    expect(second - first).toBeCloseTo(600, 6);
+  });
+
+  it('near completion, whenever the start record is written, every node reads it within one poll period', () => {
+    const period = pollPeriodMs(1000, tuning);
+    const writtenAt = 7_777;
+    const next = Array.from({ length: 999 }, (_, i) => nextPollAt(progress({ expected: 1000 }), { now: writtenAt, tuning, slot: i / 999, expected: 1000, startDelayMs: 1000 }));
+    expect(Math.max(...next) - writtenAt).toBeLessThanOrEqual(period + 1);
+  });
+
+  it('near completion, a node sleeps part of the way to when the set likely completes, never past what lets it learn T in time', () => {
+    const context = { now: 1000, tuning, slot: 0, expected: 10, startDelayMs: 1000 };
+    // Likely complete in 400 ms: the node looks 0.7 of the way there.
+    expect(approachUntil(progress({ listedAt: 950, likelyAt: 1400 }), context)).toBeCloseTo(1000 + tuning.approachFraction * 400, 6);
+    // Likely far off: no later than the earliest T (the LIST found the set incomplete, so a missing
+    // record is stamped after listedAt - putWindowMs) less one poll period.
+    const capped = approachUntil(progress({ listedAt: 950, likelyAt: 60_000 }), context);
+    expect(capped).toBe(950 - tuning.putWindowMs + 1000 - pollPeriodMs(10, tuning));
+    // The node looks at its last point of the shared grid before that.
+    expect(nextPollAt(progress({ listedAt: 950, likelyAt: 60_000 }), context)).toBeLessThanOrEqual(capped);
+    expect(nextPollAt(progress({ listedAt: 950, likelyAt: 60_000 }), context)).toBeGreaterThan(capped - pollPeriodMs(10, tuning));
+    // No guess, or one already past: nothing to approach.
+    expect(approachUntil(progress({ listedAt: 950 }), context)).toBe(-Infinity);
+    expect(approachUntil(progress({ listedAt: 950, likelyAt: 900 }), context)).toBe(-Infinity);
+  });
+
+  it('guesses when the set likely completes from the recent arrival rate', () => {
+    const t = { rateWindow: 50 };
+    expect(likelyCompletion(evenly(90, 30), 100, t)).toBe(1_000_000 + 89 * 30 + 10 * 30);
+    // Arrivals that sped up: the latest rate counts, not the first ones'.
+    const faster = [...evenly(100, 300), ...evenly(100, 10).map((r) => r + 100 * 300)];
+    expect(likelyCompletion(faster, 210, t)).toBe(faster[199]! + 10 * 10);
+    // Complete, or too few to tell: no guess.
+    expect(likelyCompletion(evenly(10, 30), 10, t)).toBeUndefined();
+    expect(likelyCompletion(at(0), 10, t)).toBeUndefined();
+  });
+
+  it('the watcher LISTs early so that its record is fresh when the nodes asleep to a horizon it published wake', () => {
+    expect(freshListAt(5000, [3000], 100, 1000)).toBe(2900);
+    expect(freshListAt(5000, [8000], 100, 1000)).toBe(5000);
+    // A horizon too close to LIST for in time: the cycle goes on.
+    expect(freshListAt(5000, [1050], 100, 1000)).toBe(5000);
   });
 
   it('near completion, many nodes together stay within the read rate', () => {
     const slow = { ...tuning, maxPollsPerSecond: 1000 };
-    const polls = Array.from({ length: 999 }, (_, i) => nextPollAt(progress({ expected: 1000 }), { now: 0, tuning: slow, slot: i / 999, expected: 1000 }));
+    const polls = Array.from({ length: 999 }, (_, i) => nextPollAt(progress({ expected: 1000 }), { now: 0, tuning: slow, slot: i / 999, expected: 1000, startDelayMs: 1000 }));
     const perSecond = polls.filter((p) => p < 1000).length;
     expect(perSecond).toBeLessThanOrEqual(1000);
   });
