@@ -287,12 +287,16 @@ export function createS3HttpStore(options: S3HttpStoreOptions): Store {
   };
 }
 
-/** Throttling, a server's passing failure, or a connection that broke or went silent. */
+/**
+ * Throttling, a server's passing failure, or a connection that broke or went silent. Not
+ * RequestTimeTooSkewed: the same clock would sign every retry alike, and a node whose clock is that
+ * far off could not keep a common start time anyway; the error says so at once.
+ */
 function isRetryable(error: unknown): boolean {
   if (error instanceof S3ResponseError) {
     return (
       [500, 502, 503, 504, 429].includes(error.status ?? 0) ||
-      ['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'RequestTimeTooSkewed', 'InternalError'].includes(error.name)
+      ['SlowDown', 'Throttling', 'ThrottlingException', 'RequestTimeout', 'InternalError'].includes(error.name)
     );
   }
   return error instanceof Error && error.name !== NO_CREDENTIALS && isBrokenTransfer(error);

@@ -152,6 +152,43 @@ describe('light S3 driver: signatures', () => {
   });
 });
 
+describe('light S3 driver: what it retries', () => {
+  /** A server that answers every request with `status` and S3's error `code`, counting the requests. */
+  async function answering(status: number, code: string): Promise<{ endpoint: string; requests: () => number; close: () => Promise<void> }> {
+    let requests = 0;
+    const server = createServer((req, res) => {
+      requests++;
+      req.resume();
+      res.writeHead(status, { 'content-type': 'application/xml' });
+      res.end(`<Error><Code>${code}</Code><Message>${code} from the test server</Message></Error>`);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    return {
+      endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+      requests: () => requests,
+      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    };
+  }
+  const credentials = async () => ({ accessKeyId: 'AKIDEXAMPLE', secretAccessKey: 'secret' });
+
+  it('retries throttling up to its attempts, and fails at once where the clock is too far off (a retry would sign alike)', async () => {
+    for (const [status, code, expected] of [
+      [503, 'SlowDown', 3],
+      [403, 'RequestTimeTooSkewed', 1],
+    ] as const) {
+      const server = await answering(status, code);
+      const store = createS3HttpStore({ bucket: 'retry-bucket', endpoint: server.endpoint, maxAttempts: 3, credentials, env: {} });
+      try {
+        await expect(store.get('k')).rejects.toThrow(new RegExp(`${code} \\(HTTP ${status}\\)`));
+        expect(server.requests(), code).toBe(expected);
+      } finally {
+        await store.dispose();
+        await server.close();
+      }
+    }
+  });
+});
+
 describe('light S3 driver: credentials', () => {
   let s3: S3Server;
   let scratch: string;
