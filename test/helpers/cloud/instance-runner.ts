@@ -133,9 +133,13 @@ export async function startInstanceRunner(options: InstanceRunnerOptions): Promi
     await end(instance);
     const ids = { InstanceIds: [instance.id] };
     const ec2 = moto.ec2(instance.region);
-    await (instance.shutdownBehavior === 'stop' ? ec2.send(new StopInstancesCommand(ids)) : ec2.send(new TerminateInstancesCommand(ids))).catch(
-      (error: unknown) => problems.push(`${instance.id}: ${String(error)}`),
-    );
+    const apply = () => (instance.shutdownBehavior === 'stop' ? ec2.send(new StopInstancesCommand(ids)) : ec2.send(new TerminateInstancesCommand(ids)));
+    // The controller may terminate the instance at the same moment. EC2 answers both calls; moto's
+    // second can fail half-way (InvalidNetworkInterfaceID.NotFound: the first removed the interface),
+    // and answers once the first is through. Asked again, only a real refusal stays a problem.
+    await apply()
+      .catch(() => delay(500).then(apply))
+      .catch((error: unknown) => problems.push(`${instance.id}: ${String(error)}`));
   };
 
   const endings = new Map<string, Promise<void>>();
