@@ -81,6 +81,8 @@ export const NO_REGION = 'RegionMissing';
 
 /** The one-line fix for the failures a user can fix. */
 function hintOf(failure: S3Failure): string {
+  // The SDK names a missing region only in its message.
+  if (failure.name === NO_REGION || /Region is missing/.test(failure.message)) return ': no AWS region (add `?region=…` to the locator, or set AWS_REGION)';
   switch (failure.name) {
     case 'NoSuchBucket':
       return ": the bucket does not exist (create it, or check the locator's bucket, region and endpoint)";
@@ -89,10 +91,8 @@ function hintOf(failure: S3Failure): string {
     case 'AccessDenied':
     case 'Forbidden':
       return ': access denied (check the credentials and that the policy allows this bucket and prefix)';
-    case NO_REGION:
-      return ': no AWS region (add `?region=…` to the locator, or set AWS_REGION)';
     default:
-      return /Region is missing/.test(failure.message) ? ': no AWS region (add `?region=…` to the locator, or set AWS_REGION)' : '';
+      return '';
   }
 }
 

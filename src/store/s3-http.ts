@@ -119,7 +119,7 @@ export function createS3HttpStore(options: S3HttpStoreOptions): Store {
     const headers: Record<string, string> = { ...request.headers };
     const body = request.body;
     if (request.method === 'PUT' || request.method === 'POST') {
-      headers['Content-Length'] = String(body === undefined ? 0 : Buffer.isBuffer(body) ? body.length : body.length);
+      headers['Content-Length'] = String(body?.length ?? 0);
       if (body !== undefined) headers['Content-Type'] ??= 'application/octet-stream';
     }
     if (body !== undefined && !Buffer.isBuffer(body)) headers['X-Amz-Content-Sha256'] = 'UNSIGNED-PAYLOAD';
